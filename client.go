@@ -1,0 +1,169 @@
+package porta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/porta-project/porta/frame"
+)
+
+// DefaultDialTimeout bounds a connection attempt when Dialer.Timeout is
+// zero: long enough for a slow network, short enough for a script.
+const DefaultDialTimeout = 10 * time.Second
+
+// A Dialer connects to message servers: porta's, or any that speaks one of
+// the framings. The zero value dials with Line framing.
+type Dialer struct {
+	// Framing frames the messages sent and splits the replies. The zero
+	// value, frame.Auto, means frame.Line. UDP always uses one datagram
+	// per message.
+	Framing frame.Framing
+
+	// Timeout bounds the connection attempt. Zero means
+	// DefaultDialTimeout.
+	Timeout time.Duration
+
+	// MaxMessageSize is the largest reply accepted, in bytes. Zero means
+	// frame.DefaultMaxSize (64 KiB).
+	MaxMessageSize int
+
+	// ReadSize is the most bytes one Raw read takes as a reply. Zero
+	// means frame.DefaultReadSize (1024).
+	ReadSize int
+}
+
+// Dial connects to addr (see Addr for the syntax) with Line framing.
+func Dial(addr string) (*ClientConn, error) {
+	var d Dialer
+	return d.DialContext(context.Background(), addr)
+}
+
+// DialContext connects to addr (see Addr for the syntax). A refused or
+// failed connection is reported in words that name the address, such as
+// "porta: connection refused: nothing is listening on 127.0.0.1:8000".
+func (d *Dialer) DialContext(ctx context.Context, addr string) (*ClientConn, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	nd := net.Dialer{Timeout: timeout}
+	nc, err := nd.DialContext(ctx, a.Network, a.Address)
+	if err != nil {
+		return nil, dialError(a, err)
+	}
+	return newClientConn(nc, a.IsPacket(), d), nil
+}
+
+// NewClientConn wraps an established connection, framing as d says. It is
+// for connections made by other means, such as a TLS or proxy dialer.
+func NewClientConn(nc net.Conn, d *Dialer) *ClientConn {
+	_, packet := nc.(net.PacketConn)
+	return newClientConn(nc, packet, d)
+}
+
+func newClientConn(nc net.Conn, packet bool, d *Dialer) *ClientConn {
+	f := d.Framing
+	if f == frame.Auto {
+		f = frame.Line
+	}
+	if packet {
+		f = frame.Raw
+	}
+	dec := frame.NewDecoder(nc, f, d.MaxMessageSize)
+	if packet {
+		dec.SetReadSize(dec.MaxSize()) // a datagram is read whole
+	} else if d.ReadSize > 0 {
+		dec.SetReadSize(d.ReadSize)
+	}
+	return &ClientConn{nc: nc, framing: f, dec: dec}
+}
+
+// dialError says why a connection failed, naming the address.
+func dialError(a Addr, err error) error {
+	where := a.Address
+	if a.Network == "unix" || a.IsPacket() {
+		where = a.String()
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &wordedError{"porta: connection refused: nothing is listening on " + where, err}
+	case errors.Is(err, syscall.ENOENT):
+		return &wordedError{"porta: no such socket: nothing is listening on " + where, err}
+	case isTimeoutErr(err):
+		return &wordedError{"porta: timed out connecting to " + where, err}
+	}
+	return fmt.Errorf("porta: cannot connect to %s: %w", where, err)
+}
+
+// wordedError is an error whose text says it all in words, while still
+// wrapping the system error for errors.Is.
+type wordedError struct {
+	text string
+	err  error
+}
+
+func (e *wordedError) Error() string { return e.text }
+func (e *wordedError) Unwrap() error { return e.err }
+
+// A ClientConn is a client's connection to a message server. Its methods
+// frame what is sent and split what is received into replies. It is not
+// safe for concurrent use, except that one goroutine may Send while
+// another Receives.
+type ClientConn struct {
+	nc      net.Conn
+	framing frame.Framing
+	dec     *frame.Decoder
+	out     []byte
+}
+
+// Send frames msg and writes it. With Line framing msg should not contain
+// '\n', which would end it early.
+func (c *ClientConn) Send(msg []byte) error {
+	c.out = frame.Append(c.out[:0], c.framing, msg)
+	_, err := c.nc.Write(c.out)
+	return err
+}
+
+// Receive returns the next reply. It returns io.EOF when the server has
+// closed the connection cleanly between replies. The reply is valid until
+// the next call of Receive or Exchange.
+func (c *ClientConn) Receive() ([]byte, error) {
+	return c.dec.Next()
+}
+
+// Exchange sends msg and returns its reply.
+func (c *ClientConn) Exchange(msg []byte) ([]byte, error) {
+	if err := c.Send(msg); err != nil {
+		return nil, err
+	}
+	return c.Receive()
+}
+
+// Framing returns the framing used on the connection.
+func (c *ClientConn) Framing() frame.Framing { return c.framing }
+
+// Conn returns the underlying connection, for deadlines and addresses.
+func (c *ClientConn) Conn() net.Conn { return c.nc }
+
+// SetDeadline sets the deadline for Send and Receive, as net.Conn does.
+func (c *ClientConn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
+
+// CloseWrite tells the server that no more messages will come, where the
+// transport supports it (TCP, Unix), while replies can still be received.
+func (c *ClientConn) CloseWrite() error {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (c *ClientConn) Close() error { return c.nc.Close() }

@@ -1,0 +1,304 @@
+package porta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/porta-project/porta/frame"
+)
+
+// flushThreshold is the amount of buffered replies, in bytes, past which
+// the connection writes them out even while more input is waiting, so that
+// a long pipeline never holds more than this much output.
+const flushThreshold = 64 << 10
+
+// lingerTimeout and lingerMaxBytes bound how long and how much a closing
+// connection keeps reading (and discarding) after sending its last reply
+// and FIN. Closing a socket with unread input makes the kernel send a
+// reset, which can destroy replies the peer has not read yet; lingering
+// lets the peer read them first.
+const (
+	lingerTimeout  = time.Second
+	lingerMaxBytes = 1 << 20
+)
+
+// conn is one stream connection being served. Only its own goroutine
+// touches its fields, except nc (Close and SetReadDeadline are safe for
+// concurrent use), cancel, and stats (see connCounters).
+type conn struct {
+	srv     *Server
+	nc      net.Conn
+	dec     *frame.Decoder
+	handler Handler
+	msg     Message
+	resp    response
+	out     []byte // framed replies not yet written
+	hungUp  bool   // the handler asked to close
+	werr    error  // the write error that ended writing
+	cancel  context.CancelFunc
+	stats   connCounters
+	opened  time.Time
+
+	idleTimeout, frameTimeout, writeTimeout time.Duration
+	readDeadline, writeDeadline             time.Time // as last set on nc
+	frameStart                              time.Time // first byte of the incomplete frame
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{
+		srv:          s,
+		nc:           nc,
+		handler:      s.handler(),
+		opened:       time.Now(),
+		idleTimeout:  orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		frameTimeout: orDefault(s.FrameTimeout, DefaultFrameTimeout),
+		writeTimeout: orDefault(s.WriteTimeout, DefaultWriteTimeout),
+	}
+	c.dec = frame.NewDecoder(nc, s.Framing, s.maxMessageSize())
+	c.dec.SetReadSize(s.readSize())
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), ctx: ctx}
+	c.resp.c = c
+	s.counters.connsTotal.Add(1)
+	return c
+}
+
+// serve runs the connection until it ends, then closes and logs it.
+func (c *conn) serve() {
+	log := c.srv.logger()
+	log.Info("connection opened", "peer", addrString(c.nc.RemoteAddr()), "listener", FormatAddr(c.nc.LocalAddr()))
+	reason := CloseError
+	defer func() {
+		if p := recover(); p != nil {
+			reason = ClosePanic
+			c.srv.counters.panics.Add(1)
+			log.Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+		c.finish(reason)
+	}()
+	reason = c.loop()
+}
+
+// loop reads, decodes and answers messages until the connection must end,
+// and returns why.
+func (c *conn) loop() CloseReason {
+	for {
+		body, ok, err := c.dec.Decode()
+		if ok {
+			c.frameStart = time.Time{}
+			c.serveMessage(body)
+			if c.werr != nil {
+				return writeReason(c.werr)
+			}
+			if c.hungUp {
+				return CloseHangUp
+			}
+			continue
+		}
+		if err != nil {
+			return c.readFailed(err)
+		}
+
+		// No complete message is buffered: flush the replies, then read.
+		if err := c.flush(); err != nil {
+			return writeReason(err)
+		}
+		now := time.Now()
+		if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
+			c.frameStart = now
+		}
+		c.armReadDeadline(now)
+		// Checked after arming: Shutdown sets the flag and then wakes every
+		// connection, so either this sees the flag or the wake-up comes
+		// after the deadline set above.
+		if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
+			return CloseShutdown
+		}
+		err = c.dec.Fill()
+		if err == nil || !isTimeoutErr(err) {
+			continue // data, or an end that Decode reports in turn
+		}
+		if c.readDeadline.IsZero() || time.Now().Before(c.readDeadline) {
+			// Woken early, by Shutdown, which moved the deadline into the
+			// past: note that, so the next read re-arms it.
+			c.readDeadline = aLongTimeAgo
+			continue
+		}
+		if c.dec.Buffered() > 0 {
+			return CloseFrameTimeout
+		}
+		return CloseIdle
+	}
+}
+
+// serveMessage passes one message to the handler.
+func (c *conn) serveMessage(body []byte) {
+	c.stats.received(len(body))
+	c.msg.Body = body
+	c.handler.ServeMessage(&c.resp, &c.msg)
+	c.msg.Body = nil
+}
+
+// readFailed answers a framing error and names the end of the stream.
+func (c *conn) readFailed(err error) CloseReason {
+	switch {
+	case errors.Is(err, frame.ErrTooLong):
+		c.writeReply(fmt.Appendf(nil, "ERR message too long (limit %d bytes)", c.dec.MaxSize()))
+		return CloseTooLong
+	case err == io.EOF:
+		return ClosePeer
+	case err == io.ErrUnexpectedEOF:
+		return CloseTruncated
+	case errors.Is(err, syscall.ECONNRESET):
+		return ClosePeer
+	}
+	return CloseError
+}
+
+// armReadDeadline sets the read deadline for the next read: the frame
+// deadline while a frame is incomplete, else the idle deadline. The idle
+// deadline is moved only when it has fallen an eighth of the timeout
+// behind, so that a busy connection does not reset a timer on every read.
+func (c *conn) armReadDeadline(now time.Time) {
+	var want time.Time
+	slack := time.Duration(0)
+	if c.idleTimeout > 0 {
+		want = now.Add(c.idleTimeout)
+		slack = c.idleTimeout / 8
+	}
+	if c.frameTimeout > 0 && !c.frameStart.IsZero() {
+		if fd := c.frameStart.Add(c.frameTimeout); want.IsZero() || fd.Before(want) {
+			want, slack = fd, 0
+		}
+	}
+	cur := c.readDeadline
+	if cur.Equal(want) || (!cur.IsZero() && !want.IsZero() && !cur.After(want) && !cur.Before(want.Add(-slack))) {
+		return
+	}
+	c.readDeadline = want
+	c.nc.SetReadDeadline(want)
+}
+
+// writeReply frames and buffers one reply; the ResponseWriter's Write.
+func (c *conn) writeReply(p []byte) (int, error) {
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	c.out = frame.Append(c.out, c.replyFraming(), p)
+	c.stats.sent(len(p))
+	if len(c.out) >= flushThreshold {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// replyFraming is the framing of replies: the connection's own, and Line
+// for an Auto connection that has not decided yet.
+func (c *conn) replyFraming() frame.Framing {
+	if f := c.dec.Framing(); f != frame.Auto {
+		return f
+	}
+	return frame.Line
+}
+
+// flush writes the buffered replies in one write.
+func (c *conn) flush() error {
+	if len(c.out) == 0 || c.werr != nil {
+		return c.werr
+	}
+	if c.writeTimeout > 0 {
+		// As with reads, move the deadline only when it is an eighth stale.
+		if now := time.Now(); c.writeDeadline.Before(now.Add(c.writeTimeout - c.writeTimeout/8)) {
+			c.writeDeadline = now.Add(c.writeTimeout)
+			c.nc.SetWriteDeadline(c.writeDeadline)
+		}
+	}
+	_, err := c.nc.Write(c.out)
+	if cap(c.out) > flushThreshold {
+		c.out = nil // a burst of large replies: do not keep its buffer
+	} else {
+		c.out = c.out[:0]
+	}
+	if err != nil {
+		c.werr = err
+	}
+	return err
+}
+
+// writeReason names the end of a connection whose write failed.
+func writeReason(err error) CloseReason {
+	switch {
+	case isTimeoutErr(err):
+		return CloseSlowConsumer
+	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
+		return ClosePeer
+	}
+	return CloseError
+}
+
+// finish flushes what is left, closes the connection, counts and logs it.
+func (c *conn) finish(reason CloseReason) {
+	c.flush()
+	c.cancel()
+	switch reason {
+	case CloseHangUp, CloseTooLong, CloseShutdown, ClosePanic:
+		// The peer may still be sending: let it read our last replies.
+		closeGracefully(c.nc, lingerTimeout)
+	default:
+		c.nc.Close()
+	}
+	c.srv.counters.closed[reason].Add(1)
+	c.srv.counters.connsOpen.Add(-1)
+	c.srv.logger().Info("connection closed",
+		"peer", addrString(c.nc.RemoteAddr()),
+		"reason", reason.String(),
+		"messages", c.stats.msgsIn.Load(),
+		"bytes_in", c.stats.bytesIn.Load(),
+		"bytes_out", c.stats.bytesOut.Load(),
+		"duration", time.Since(c.opened).Round(time.Millisecond))
+	c.srv.trackConn(c, false)
+}
+
+// closeGracefully half-closes nc, so the peer reads every reply and then
+// end of stream, discards what the peer still sends for at most timeout,
+// and closes.
+func closeGracefully(nc net.Conn, timeout time.Duration) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(timeout))
+		io.CopyN(io.Discard, nc, lingerMaxBytes)
+	}
+	nc.Close()
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// response is the ResponseWriter of a stream connection.
+type response struct{ c *conn }
+
+var _ ResponseWriter = (*response)(nil)
+
+// Write sends p as one framed reply.
+func (r *response) Write(p []byte) (int, error) {
+	if r.c.hungUp {
+		return 0, ErrHungUp
+	}
+	return r.c.writeReply(p)
+}
+
+// Close hangs up after the replies are flushed.
+func (r *response) Close() error {
+	r.c.hungUp = true
+	return nil
+}

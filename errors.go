@@ -1,0 +1,28 @@
+package porta
+
+import "errors"
+
+// Sentinel errors. Match them with errors.Is; their text is not an API.
+var (
+	// ErrServerClosed is returned by Serve, ServePacket and ListenAndServe
+	// after a call to Shutdown or Close.
+	ErrServerClosed = errors.New("porta: server closed")
+
+	// ErrHungUp is returned by ResponseWriter.Write after Close, and by a
+	// ClientConn whose server hung up.
+	ErrHungUp = errors.New("porta: connection hung up")
+
+	// ErrMessageTooLong is returned when a message exceeds the size limit.
+	// It wraps frame.ErrTooLong.
+	ErrMessageTooLong = errors.New("porta: message too long")
+
+	// ErrTooManyConns is the reason a connection over the limit is refused.
+	ErrTooManyConns = errors.New("porta: too many connections")
+
+	// ErrBadAddress is wrapped by every address parsing error.
+	ErrBadAddress = errors.New("porta: bad address")
+
+	// ErrAddrInUse is returned by Listen when another server holds the
+	// address, including a live Unix socket.
+	ErrAddrInUse = errors.New("porta: address already in use")
+)

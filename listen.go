@@ -1,0 +1,186 @@
+package porta
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultAddr is the address a zero Server listens on: loopback only, so
+// that nothing is exposed to the network unless asked for.
+const DefaultAddr = "127.0.0.1:8000"
+
+// An Addr is a parsed porta address.
+//
+// The syntax, shared by every command, is one of
+//
+//	host:port               TCP (IPv4 or IPv6, as host resolves)
+//	:port                   TCP on all interfaces
+//	tcp://host:port         the same as host:port
+//	tcp4://host:port        TCP over IPv4 only
+//	tcp6://[::1]:port       TCP over IPv6 only
+//	udp://host:port         UDP (also udp4://, udp6://)
+//	unix:///path/to.sock    a Unix stream socket
+//
+// A port of 0 asks the system for a free port.
+type Addr struct {
+	// Network is the Go network name: "tcp", "tcp4", "tcp6", "udp",
+	// "udp4", "udp6" or "unix".
+	Network string
+	// Address is host:port, or the socket path for "unix".
+	Address string
+}
+
+// ParseAddr parses s in the address syntax described at Addr.
+func ParseAddr(s string) (Addr, error) {
+	scheme, rest, hasScheme := strings.Cut(s, "://")
+	if !hasScheme {
+		scheme, rest = "tcp", s
+	}
+	switch scheme {
+	case "unix":
+		if rest == "" {
+			return Addr{}, fmt.Errorf("%w %q: missing socket path (unix:///path/to.sock)", ErrBadAddress, s)
+		}
+		return Addr{Network: "unix", Address: rest}, nil
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
+	default:
+		return Addr{}, fmt.Errorf("%w %q: unknown scheme %q (want tcp, tcp4, tcp6, udp, udp4, udp6 or unix)", ErrBadAddress, s, scheme)
+	}
+	host, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		if _, perr := strconv.Atoi(rest); perr == nil {
+			return Addr{}, fmt.Errorf("%w %q: missing host (did you mean 127.0.0.1:%s, or :%s for all interfaces?)", ErrBadAddress, s, rest, rest)
+		}
+		return Addr{}, fmt.Errorf("%w %q: want host:port", ErrBadAddress, s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return Addr{}, fmt.Errorf("%w %q: port %q is not a number from 0 to 65535", ErrBadAddress, s, port)
+	}
+	if strings.ContainsAny(host, " /") {
+		return Addr{}, fmt.Errorf("%w %q: bad host %q", ErrBadAddress, s, host)
+	}
+	return Addr{Network: scheme, Address: rest}, nil
+}
+
+// IsPacket reports whether the address is a datagram (UDP) address.
+func (a Addr) IsPacket() bool { return strings.HasPrefix(a.Network, "udp") }
+
+// String returns the address in URL form, such as "tcp://127.0.0.1:8000"
+// or "unix:///tmp/porta.sock".
+func (a Addr) String() string { return a.Network + "://" + a.Address }
+
+// FormatAddr returns a network address in URL form, such as
+// "tcp://127.0.0.1:8000" or "unix:///tmp/porta.sock". It is how porta
+// prints listener and peer addresses.
+func FormatAddr(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	network := a.Network()
+	if network == "unixgram" || network == "unixpacket" {
+		network = "unix"
+	}
+	return network + "://" + a.String()
+}
+
+// addrString returns a's String, or "" for nil; used in log lines.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if s := a.String(); s != "" && s != "@" {
+		return s
+	}
+	return a.Network() // an unnamed Unix socket peer
+}
+
+// Listen opens a stream listener on addr (see Addr for the syntax).
+//
+// For a Unix socket, a stale socket file left behind by a crashed server is
+// replaced, but a live one, where another server answers, is not: Listen
+// returns an error wrapping ErrAddrInUse. The socket file is removed when
+// the listener is closed.
+func Listen(addr string) (net.Listener, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if a.IsPacket() {
+		return nil, fmt.Errorf("%w %q: UDP is not a stream address (use ListenPacket)", ErrBadAddress, addr)
+	}
+	l, err := net.Listen(a.Network, a.Address)
+	if err != nil && a.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) {
+		if staleErr := removeStaleSocket(a.Address); staleErr != nil {
+			return nil, staleErr
+		}
+		l, err = net.Listen(a.Network, a.Address)
+	}
+	if err != nil {
+		return nil, listenError(a, err)
+	}
+	return l, nil
+}
+
+// ListenPacket opens a datagram socket on addr, which must be a udp://,
+// udp4:// or udp6:// address.
+func ListenPacket(addr string) (net.PacketConn, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if !a.IsPacket() {
+		return nil, fmt.Errorf("%w %q: not a UDP address", ErrBadAddress, addr)
+	}
+	pc, err := net.ListenPacket(a.Network, a.Address)
+	if err != nil {
+		return nil, listenError(a, err)
+	}
+	return pc, nil
+}
+
+// listenError makes a listen failure say what went wrong in words.
+func listenError(a Addr, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%w: %s", ErrAddrInUse, a)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("porta: permission denied: %s (ports below 1024 need root or CAP_NET_BIND_SERVICE): %w", a, err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("porta: cannot listen on %s: no such local address: %w", a, err)
+	}
+	return fmt.Errorf("porta: cannot listen on %s: %w", a, err)
+}
+
+// staleProbeTimeout bounds the dial that tells a live Unix socket from a
+// stale one; a live server accepts at once.
+const staleProbeTimeout = 500 * time.Millisecond
+
+// removeStaleSocket removes the socket file at path if no server answers
+// on it, and returns an error wrapping ErrAddrInUse if one does.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil // gone meanwhile: the retry will tell
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%w: unix://%s exists and is not a socket", ErrAddrInUse, path)
+	}
+	c, err := net.DialTimeout("unix", path, staleProbeTimeout)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%w: unix://%s (another server is answering on it)", ErrAddrInUse, path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w: unix://%s: %v", ErrAddrInUse, path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("porta: cannot remove stale socket unix://%s: %w", path, err)
+	}
+	return nil
+}

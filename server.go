@@ -1,0 +1,360 @@
+package porta
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/porta-project/porta/frame"
+)
+
+// Defaults of the Server's fields; each is what a zero field means.
+const (
+	// DefaultMaxConns is the default limit on open stream connections;
+	// ten thousand stays within a typical 20,000-descriptor limit.
+	DefaultMaxConns = 10000
+	// DefaultIdleTimeout closes connections silent for five minutes.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultFrameTimeout bounds the time from the first byte of a frame
+	// to its last, so that a slowloris peer cannot hold a connection.
+	DefaultFrameTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds each write to a peer; a peer that does
+	// not read for this long is a slow consumer and is closed.
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// A Server serves messages on stream listeners (TCP, Unix) and datagram
+// sockets (UDP), passing each message to its Handler.
+//
+// The zero value is a usable server: it echoes line or raw messages on
+// 127.0.0.1:8000. Each field's comment gives the meaning of its zero value.
+// Fields must not be changed once serving has begun. A Server is safe for
+// concurrent use by its methods.
+type Server struct {
+	// Addr is the address ListenAndServe listens on, in the syntax of
+	// ParseAddr. Empty means DefaultAddr (127.0.0.1:8000).
+	Addr string
+
+	// Handler answers the messages. Nil means Echo.
+	Handler Handler
+
+	// Framing delimits messages on stream connections. The zero value,
+	// frame.Auto, chooses Line or Raw per connection from its first read.
+	// UDP ignores it: one datagram is one message.
+	Framing frame.Framing
+
+	// MaxMessageSize is the largest message accepted, in bytes. Zero means
+	// frame.DefaultMaxSize (64 KiB); the highest value is 16 MiB. A larger
+	// message gets the reply "ERR message too long (limit N bytes)" and
+	// its connection is closed.
+	MaxMessageSize int
+
+	// ReadSize is the most bytes one Raw read takes as a message. Zero
+	// means frame.DefaultReadSize (1024).
+	ReadSize int
+
+	// MaxConns limits the open stream connections. Zero means
+	// DefaultMaxConns; negative means no limit. A connection over the
+	// limit gets "ERR too many connections" and is closed.
+	MaxConns int
+
+	// IdleTimeout closes a connection from which nothing was received for
+	// this long. Zero means DefaultIdleTimeout; negative means never.
+	IdleTimeout time.Duration
+
+	// FrameTimeout closes a connection whose started frame does not
+	// complete within this long of its first byte. Zero means
+	// DefaultFrameTimeout; negative means never.
+	FrameTimeout time.Duration
+
+	// WriteTimeout closes a connection whose peer does not take a write
+	// within this long. Zero means DefaultWriteTimeout; negative means
+	// never.
+	WriteTimeout time.Duration
+
+	// Logger receives one line per connection opened and closed, and
+	// errors. Nil means no logging.
+	Logger *slog.Logger
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	packets    map[net.PacketConn]struct{}
+	conns      map[*conn]struct{}
+	inShutdown atomic.Bool
+	active     sync.WaitGroup // running connection and packet loops
+	counters   counters
+}
+
+func (s *Server) handler() Handler {
+	if s.Handler == nil {
+		return Echo
+	}
+	return s.Handler
+}
+
+func (s *Server) maxMessageSize() int {
+	if s.MaxMessageSize <= 0 {
+		return frame.DefaultMaxSize
+	}
+	return min(s.MaxMessageSize, frame.MaxSizeLimit)
+}
+
+func (s *Server) readSize() int {
+	if s.ReadSize <= 0 {
+		return frame.DefaultReadSize
+	}
+	return s.ReadSize
+}
+
+func (s *Server) maxConns() int64 {
+	if s.MaxConns == 0 {
+		return DefaultMaxConns
+	}
+	return int64(s.MaxConns)
+}
+
+// orDefault resolves a timeout field: zero means def, negative means none.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return discardLogger
+	}
+	return s.Logger
+}
+
+var discardLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
+
+// ListenAndServe listens on s.Addr and serves it until Shutdown or Close.
+// It always returns a non-nil error: ErrServerClosed after Shutdown or
+// Close.
+func (s *Server) ListenAndServe() error {
+	addr := s.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	if a.IsPacket() {
+		pc, err := ListenPacket(addr)
+		if err != nil {
+			return err
+		}
+		return s.ServePacket(pc)
+	}
+	l, err := Listen(addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Accept backoff after a temporary error such as EMFILE: 5 ms doubling to
+// 1 s, as net/http does, so that running out of descriptors never spins.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// Serve accepts connections on l and serves each on its own goroutine until
+// Shutdown or Close, after which it returns ErrServerClosed. Serve closes
+// l when it returns.
+func (s *Server) Serve(l net.Listener) error {
+	if !s.trackListener(&l, true) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+	defer l.Close()
+
+	var backoff time.Duration
+	var lastLog time.Time
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.shuttingDown() {
+				return ErrServerClosed
+			}
+			if !isTemporary(err) {
+				return err
+			}
+			s.counters.acceptErrors.Add(1)
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			if now := time.Now(); now.Sub(lastLog) >= time.Second {
+				lastLog = now
+				s.logger().Error("accept error; retrying", "listener", FormatAddr(l.Addr()), "err", err, "backoff", backoff)
+			}
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if n := s.counters.connsOpen.Add(1); s.maxConns() > 0 && n > s.maxConns() {
+			s.counters.connsOpen.Add(-1)
+			s.counters.connsRejected.Add(1)
+			s.counters.closed[CloseLimit].Add(1)
+			go s.reject(nc, ErrTooManyConns)
+			continue
+		}
+		c := newConn(s, nc)
+		if !s.trackConn(c, true) {
+			s.counters.connsOpen.Add(-1)
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// isTemporary reports whether an accept error is worth retrying: running
+// out of descriptors or buffers, or an interrupted or aborted accept.
+func isTemporary(err error) bool {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+			syscall.EINTR, syscall.EAGAIN, syscall.ECONNABORTED, syscall.EPROTO, syscall.EPERM:
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// rejectTimeout bounds the write of a refusal to a peer over a limit.
+const rejectTimeout = time.Second
+
+// reject tells a refused peer why, in the server's framing, and closes it.
+func (s *Server) reject(nc net.Conn, reason error) {
+	s.logger().Warn("connection refused", "peer", addrString(nc.RemoteAddr()), "reason", reason)
+	f := s.Framing
+	if f == frame.Auto {
+		f = frame.Line
+	}
+	nc.SetDeadline(time.Now().Add(rejectTimeout))
+	nc.Write(frame.Append(nil, f, []byte("ERR too many connections")))
+	closeGracefully(nc, rejectTimeout)
+}
+
+func (s *Server) shuttingDown() bool { return s.inShutdown.Load() }
+
+// trackListener adds or removes a listener; adding fails during shutdown.
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.listeners, l)
+		return true
+	}
+	if s.shuttingDown() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[*net.Listener]struct{})
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+// trackConn adds or removes a connection. A removed connection's counts
+// move into the totals under the same lock, so Stats never counts it twice
+// or not at all. Adding fails during shutdown.
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		c.stats.addTo(&s.counters)
+		s.active.Done()
+		return true
+	}
+	if s.shuttingDown() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	s.active.Add(1)
+	return true
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, lets
+// every connection answer the messages it has received and flush its
+// replies, closes connections as they fall idle, and waits for them all.
+// Connections in the middle of a frame may finish it. If ctx ends first,
+// Shutdown closes whatever is left and returns ctx's error. Serve and
+// ServePacket return ErrServerClosed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.inShutdown.Store(true)
+	s.closeListenersLocked()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	for pc := range s.packets {
+		pc.SetReadDeadline(aLongTimeAgo)
+	}
+	s.mu.Unlock()
+
+	// Wake connections blocked in a read. Each one that sees the shutdown
+	// flag finishes its buffered messages and closes; one that set its own
+	// deadline before seeing the flag is woken by this one.
+	for _, c := range conns {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: it closes the listeners, the UDP sockets
+// and every connection, without flushing. Serve and ServePacket return
+// ErrServerClosed. Use Shutdown to lose no reply.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inShutdown.Store(true)
+	s.closeListenersLocked()
+	for pc := range s.packets {
+		pc.Close()
+	}
+	for c := range s.conns {
+		c.cancel()
+		c.nc.Close()
+	}
+	return nil
+}
+
+func (s *Server) closeListenersLocked() {
+	for l := range s.listeners {
+		(*l).Close()
+	}
+}
+
+// aLongTimeAgo is a deadline in the past, used to wake blocked reads.
+var aLongTimeAgo = time.Unix(1, 0)

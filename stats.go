@@ -1,0 +1,88 @@
+package porta
+
+import "sync/atomic"
+
+// Stats is a snapshot of a Server's counters since it was created.
+type Stats struct {
+	ConnsOpen     int64 // stream connections open now
+	ConnsTotal    uint64 // stream connections accepted and served
+	ConnsRejected uint64 // connections refused by a limit
+	MessagesIn    uint64 // messages received, over every transport
+	MessagesOut   uint64 // replies sent
+	BytesIn       uint64 // message bytes received, without framing
+	BytesOut      uint64 // reply bytes sent, without framing
+	Panics        uint64 // handler panics recovered
+	AcceptErrors  uint64 // failed accepts (such as EMFILE), each retried
+	// Closed counts ended connections by reason, indexed by CloseReason.
+	Closed [numCloseReasons]uint64
+}
+
+// counters are the Server's totals. Connections keep their own counts while
+// open (see connCounters) and add them here when they close, so the hot
+// path touches no shared cache line.
+type counters struct {
+	connsOpen     atomic.Int64
+	connsTotal    atomic.Uint64
+	connsRejected atomic.Uint64
+	msgsIn        atomic.Uint64
+	msgsOut       atomic.Uint64
+	bytesIn       atomic.Uint64
+	bytesOut      atomic.Uint64
+	panics        atomic.Uint64
+	acceptErrors  atomic.Uint64
+	closed        [numCloseReasons]atomic.Uint64
+}
+
+// connCounters are one connection's counts. Only the connection's own
+// goroutine writes them (with a plain load and store, no locked
+// instruction); anyone may read them.
+type connCounters struct {
+	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
+}
+
+func (c *connCounters) received(n int) {
+	c.msgsIn.Store(c.msgsIn.Load() + 1)
+	c.bytesIn.Store(c.bytesIn.Load() + uint64(n))
+}
+
+func (c *connCounters) sent(n int) {
+	c.msgsOut.Store(c.msgsOut.Load() + 1)
+	c.bytesOut.Store(c.bytesOut.Load() + uint64(n))
+}
+
+// addTo adds the connection's counts to the server's totals.
+func (c *connCounters) addTo(t *counters) {
+	t.msgsIn.Add(c.msgsIn.Load())
+	t.msgsOut.Add(c.msgsOut.Load())
+	t.bytesIn.Add(c.bytesIn.Load())
+	t.bytesOut.Add(c.bytesOut.Load())
+}
+
+// Stats returns a snapshot of the server's counters, including the counts
+// of connections still open. It is safe to call at any time.
+func (s *Server) Stats() Stats {
+	t := &s.counters
+	st := Stats{
+		ConnsOpen:     t.connsOpen.Load(),
+		ConnsTotal:    t.connsTotal.Load(),
+		ConnsRejected: t.connsRejected.Load(),
+		MessagesIn:    t.msgsIn.Load(),
+		MessagesOut:   t.msgsOut.Load(),
+		BytesIn:       t.bytesIn.Load(),
+		BytesOut:      t.bytesOut.Load(),
+		Panics:        t.panics.Load(),
+		AcceptErrors:  t.acceptErrors.Load(),
+	}
+	for i := range st.Closed {
+		st.Closed[i] = t.closed[i].Load()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		st.MessagesIn += c.stats.msgsIn.Load()
+		st.MessagesOut += c.stats.msgsOut.Load()
+		st.BytesIn += c.stats.bytesIn.Load()
+		st.BytesOut += c.stats.bytesOut.Load()
+	}
+	s.mu.Unlock()
+	return st
+}
