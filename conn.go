@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,27 +33,30 @@ const (
 // touches its fields, except nc (Close and SetReadDeadline are safe for
 // concurrent use), cancel, and stats (see connCounters).
 type conn struct {
-	srv     *Server
-	nc      net.Conn
-	dec     *frame.Decoder
-	handler Handler
-	msg     Message
-	resp    response
-	out     []byte // framed replies not yet written
-	hungUp  bool   // the handler asked to close
-	werr    error  // the write error that ended writing
-	cancel  context.CancelFunc
-	stats   connCounters
-	opened  time.Time
+	srv       *Server
+	ls        *listenerStats // the listener's counts
+	nc        net.Conn
+	dec       *frame.Decoder
+	handler   Handler
+	msg       Message
+	resp      response
+	out       []byte // framed replies not yet written
+	hungUp    bool   // the handler asked to close
+	werr      error  // the write error that ended writing
+	cancel    context.CancelFunc
+	stats     connCounters
+	opened    time.Time
+	idleSince atomic.Int64 // Unix nanoseconds when the connection last waited for input
 
 	idleTimeout, frameTimeout, writeTimeout time.Duration
 	readDeadline, writeDeadline             time.Time // as last set on nc
 	frameStart                              time.Time // first byte of the incomplete frame
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	c := &conn{
 		srv:          s,
+		ls:           ls,
 		nc:           nc,
 		handler:      s.handler(),
 		opened:       time.Now(),
@@ -66,7 +70,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.cancel = cancel
 	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), ctx: ctx}
 	c.resp.c = c
+	c.idleSince.Store(c.opened.UnixNano())
 	s.counters.connsTotal.Add(1)
+	ls.total.Add(1)
+	ls.open.Add(1)
 	return c
 }
 
@@ -111,6 +118,7 @@ func (c *conn) loop() CloseReason {
 			return writeReason(err)
 		}
 		now := time.Now()
+		c.idleSince.Store(now.UnixNano())
 		if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
 			c.frameStart = now
 		}
@@ -258,6 +266,7 @@ func (c *conn) finish(reason CloseReason) {
 	}
 	c.srv.counters.closed[reason].Add(1)
 	c.srv.counters.connsOpen.Add(-1)
+	c.ls.open.Add(-1)
 	c.srv.logger().Info("connection closed",
 		"peer", addrString(c.nc.RemoteAddr()),
 		"reason", reason.String(),

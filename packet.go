@@ -15,11 +15,12 @@ import (
 // "ERR message too long (limit N bytes)". ServePacket closes pc when it
 // returns.
 func (s *Server) ServePacket(pc net.PacketConn) error {
-	if !s.trackPacket(pc, true) {
+	ls := &listenerStats{addr: FormatAddr(pc.LocalAddr())}
+	if !s.trackPacket(pc, ls) {
 		pc.Close()
 		return ErrServerClosed
 	}
-	defer s.trackPacket(pc, false)
+	defer s.trackPacket(pc, nil)
 	defer pc.Close()
 
 	limit := s.maxMessageSize()
@@ -46,6 +47,7 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 		backoff = 0
 		s.counters.msgsIn.Add(1)
 		s.counters.bytesIn.Add(uint64(min(n, limit)))
+		ls.messages.Add(1)
 		w.peer, w.hungUp = peer, false
 		if n > limit {
 			w.Write(fmt.Appendf(nil, "ERR message too long (limit %d bytes)", limit))
@@ -68,12 +70,12 @@ func (s *Server) servePacket(h Handler, w *packetWriter, m *Message) {
 	h.ServeMessage(w, m)
 }
 
-// trackPacket adds or removes a datagram socket; adding fails during
-// shutdown.
-func (s *Server) trackPacket(pc net.PacketConn, add bool) bool {
+// trackPacket adds a datagram socket with its counts, or removes it when
+// ls is nil; adding fails during shutdown.
+func (s *Server) trackPacket(pc net.PacketConn, ls *listenerStats) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !add {
+	if ls == nil {
 		delete(s.packets, pc)
 		s.active.Done()
 		return true
@@ -82,9 +84,9 @@ func (s *Server) trackPacket(pc net.PacketConn, add bool) bool {
 		return false
 	}
 	if s.packets == nil {
-		s.packets = make(map[net.PacketConn]struct{})
+		s.packets = make(map[net.PacketConn]*listenerStats)
 	}
-	s.packets[pc] = struct{}{}
+	s.packets[pc] = ls
 	s.active.Add(1)
 	return true
 }

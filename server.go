@@ -83,8 +83,8 @@ type Server struct {
 	Logger *slog.Logger
 
 	mu         sync.Mutex
-	listeners  map[*net.Listener]struct{}
-	packets    map[net.PacketConn]struct{}
+	listeners  map[*net.Listener]*listenerStats
+	packets    map[net.PacketConn]*listenerStats
 	conns      map[*conn]struct{}
 	inShutdown atomic.Bool
 	active     sync.WaitGroup // running connection and packet loops
@@ -176,11 +176,12 @@ const (
 // Shutdown or Close, after which it returns ErrServerClosed. Serve closes
 // l when it returns.
 func (s *Server) Serve(l net.Listener) error {
-	if !s.trackListener(&l, true) {
+	ls := &listenerStats{addr: FormatAddr(l.Addr())}
+	if !s.trackListener(&l, ls) {
 		l.Close()
 		return ErrServerClosed
 	}
-	defer s.trackListener(&l, false)
+	defer s.trackListener(&l, nil)
 	defer l.Close()
 
 	var backoff time.Duration
@@ -211,7 +212,7 @@ func (s *Server) Serve(l net.Listener) error {
 			go s.reject(nc, ErrTooManyConns)
 			continue
 		}
-		c := newConn(s, nc)
+		c := newConn(s, nc, ls)
 		if !s.trackConn(c, true) {
 			s.counters.connsOpen.Add(-1)
 			nc.Close()
@@ -253,11 +254,12 @@ func (s *Server) reject(nc net.Conn, reason error) {
 
 func (s *Server) shuttingDown() bool { return s.inShutdown.Load() }
 
-// trackListener adds or removes a listener; adding fails during shutdown.
-func (s *Server) trackListener(l *net.Listener, add bool) bool {
+// trackListener adds a listener with its counts, or removes it when ls is
+// nil; adding fails during shutdown.
+func (s *Server) trackListener(l *net.Listener, ls *listenerStats) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !add {
+	if ls == nil {
 		delete(s.listeners, l)
 		return true
 	}
@@ -265,10 +267,19 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 		return false
 	}
 	if s.listeners == nil {
-		s.listeners = make(map[*net.Listener]struct{})
+		s.listeners = make(map[*net.Listener]*listenerStats)
 	}
-	s.listeners[l] = struct{}{}
+	s.listeners[l] = ls
 	return true
+}
+
+// Ready reports whether the server is serving at least one listener or
+// socket and is not shutting down: whether a load balancer should send it
+// traffic.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.shuttingDown() && len(s.listeners)+len(s.packets) > 0
 }
 
 // trackConn adds or removes a connection. A removed connection's counts

@@ -1,10 +1,13 @@
 package porta
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats is a snapshot of a Server's counters since it was created.
 type Stats struct {
-	ConnsOpen     int64 // stream connections open now
+	ConnsOpen     int64  // stream connections open now
 	ConnsTotal    uint64 // stream connections accepted and served
 	ConnsRejected uint64 // connections refused by a limit
 	MessagesIn    uint64 // messages received, over every transport
@@ -15,6 +18,42 @@ type Stats struct {
 	AcceptErrors  uint64 // failed accepts (such as EMFILE), each retried
 	// Closed counts ended connections by reason, indexed by CloseReason.
 	Closed [numCloseReasons]uint64
+	// Listeners has the counts of each listener and UDP socket being
+	// served, in no particular order.
+	Listeners []ListenerStats
+}
+
+// ListenerStats are the counts of one listener or UDP socket.
+type ListenerStats struct {
+	Addr       string // such as "tcp://127.0.0.1:8000"
+	Packet     bool   // a UDP socket: it has messages, not connections
+	ConnsOpen  int64  // connections open now
+	ConnsTotal uint64 // connections accepted
+	Messages   uint64 // UDP only: datagrams received
+}
+
+// listenerStats are a listener's live counts.
+type listenerStats struct {
+	addr     string
+	open     atomic.Int64
+	total    atomic.Uint64
+	messages atomic.Uint64
+}
+
+func (ls *listenerStats) snapshot(packet bool) ListenerStats {
+	return ListenerStats{Addr: ls.addr, Packet: packet, ConnsOpen: ls.open.Load(), ConnsTotal: ls.total.Load(), Messages: ls.messages.Load()}
+}
+
+// ConnInfo describes one open stream connection.
+type ConnInfo struct {
+	Peer        string    // the peer's address
+	Listener    string    // the listener's address, such as "tcp://127.0.0.1:8000"
+	Opened      time.Time // when it was accepted
+	IdleSince   time.Time // when it last waited for input
+	MessagesIn  uint64
+	MessagesOut uint64
+	BytesIn     uint64
+	BytesOut    uint64
 }
 
 // counters are the Server's totals. Connections keep their own counts while
@@ -83,6 +122,34 @@ func (s *Server) Stats() Stats {
 		st.BytesIn += c.stats.bytesIn.Load()
 		st.BytesOut += c.stats.bytesOut.Load()
 	}
+	for _, ls := range s.listeners {
+		st.Listeners = append(st.Listeners, ls.snapshot(false))
+	}
+	for _, ls := range s.packets {
+		st.Listeners = append(st.Listeners, ls.snapshot(true))
+	}
 	s.mu.Unlock()
 	return st
+}
+
+// Conns returns a description of every open stream connection, in no
+// particular order. It is safe to call at any time; its cost grows with
+// the number of connections.
+func (s *Server) Conns() []ConnInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	infos := make([]ConnInfo, 0, len(s.conns))
+	for c := range s.conns {
+		infos = append(infos, ConnInfo{
+			Peer:        addrString(c.nc.RemoteAddr()),
+			Listener:    c.ls.addr,
+			Opened:      c.opened,
+			IdleSince:   time.Unix(0, c.idleSince.Load()),
+			MessagesIn:  c.stats.msgsIn.Load(),
+			MessagesOut: c.stats.msgsOut.Load(),
+			BytesIn:     c.stats.bytesIn.Load(),
+			BytesOut:    c.stats.bytesOut.Load(),
+		})
+	}
+	return infos
 }
