@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +36,7 @@ const (
 type conn struct {
 	srv       *Server
 	ls        *listenerStats // the listener's counts
+	ip        netip.Addr     // the peer's IP, for MaxConnsPerIP; invalid for Unix
 	nc        net.Conn
 	dec       *frame.Decoder
 	handler   Handler
@@ -265,7 +267,7 @@ func (c *conn) finish(reason CloseReason) {
 		c.nc.Close()
 	}
 	c.srv.counters.closed[reason].Add(1)
-	c.srv.counters.connsOpen.Add(-1)
+	c.srv.release(c.ip)
 	c.ls.open.Add(-1)
 	c.srv.logger().Info("connection closed",
 		"peer", addrString(c.nc.RemoteAddr()),

@@ -22,6 +22,8 @@ const (
 	CloseSlowConsumer
 	// CloseLimit: the connection was refused by a connection limit.
 	CloseLimit
+	// CloseDenied: the connection was refused by the address filters.
+	CloseDenied
 	// CloseShutdown: the server shut down.
 	CloseShutdown
 	// ClosePanic: the handler panicked.
@@ -41,6 +43,7 @@ var closeReasonNames = [numCloseReasons]string{
 	CloseTooLong:      "too_long",
 	CloseSlowConsumer: "slow_consumer",
 	CloseLimit:        "limit",
+	CloseDenied:       "denied",
 	CloseShutdown:     "shutdown",
 	ClosePanic:        "panic",
 	CloseError:        "error",

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -78,6 +79,20 @@ type Server struct {
 	// never.
 	WriteTimeout time.Duration
 
+	// MaxConnsPerIP limits the open TCP connections from one IP address.
+	// Zero means no limit. A connection over the limit gets
+	// "ERR too many connections" and is closed.
+	MaxConnsPerIP int
+
+	// Allow, when not empty, admits TCP peers only from these prefixes.
+	// Nil admits every address.
+	Allow []netip.Prefix
+
+	// Deny refuses TCP peers from these prefixes, whatever Allow says:
+	// deny wins. A refused peer is closed without a reply. Unix-socket
+	// peers have no IP address and are never filtered.
+	Deny []netip.Prefix
+
 	// Logger receives one line per connection opened and closed, and
 	// errors. Nil means no logging.
 	Logger *slog.Logger
@@ -89,6 +104,7 @@ type Server struct {
 	inShutdown atomic.Bool
 	active     sync.WaitGroup // running connection and packet loops
 	counters   counters
+	perIP      ipCounts
 }
 
 func (s *Server) handler() Handler {
@@ -205,16 +221,15 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if n := s.counters.connsOpen.Add(1); s.maxConns() > 0 && n > s.maxConns() {
-			s.counters.connsOpen.Add(-1)
-			s.counters.connsRejected.Add(1)
-			s.counters.closed[CloseLimit].Add(1)
-			go s.reject(nc, ErrTooManyConns)
+		ip, why, ok := s.admit(nc)
+		if !ok {
+			s.refuse(nc, why)
 			continue
 		}
 		c := newConn(s, nc, ls)
+		c.ip = ip
 		if !s.trackConn(c, true) {
-			s.counters.connsOpen.Add(-1)
+			s.release(ip)
 			nc.Close()
 			continue
 		}
@@ -240,9 +255,10 @@ func isTemporary(err error) bool {
 // rejectTimeout bounds the write of a refusal to a peer over a limit.
 const rejectTimeout = time.Second
 
-// reject tells a refused peer why, in the server's framing, and closes it.
-func (s *Server) reject(nc net.Conn, reason error) {
-	s.logger().Warn("connection refused", "peer", addrString(nc.RemoteAddr()), "reason", reason)
+// reject tells a peer refused by a limit why, in the server's framing,
+// and closes it.
+func (s *Server) reject(nc net.Conn, why RejectReason) {
+	s.logger().Warn("connection refused", "peer", addrString(nc.RemoteAddr()), "reason", why.String())
 	f := s.Framing
 	if f == frame.Auto {
 		f = frame.Line

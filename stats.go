@@ -9,13 +9,16 @@ import (
 type Stats struct {
 	ConnsOpen     int64  // stream connections open now
 	ConnsTotal    uint64 // stream connections accepted and served
-	ConnsRejected uint64 // connections refused by a limit
-	MessagesIn    uint64 // messages received, over every transport
-	MessagesOut   uint64 // replies sent
-	BytesIn       uint64 // message bytes received, without framing
-	BytesOut      uint64 // reply bytes sent, without framing
-	Panics        uint64 // handler panics recovered
-	AcceptErrors  uint64 // failed accepts (such as EMFILE), each retried
+	ConnsRejected uint64 // connections refused by a limit or a filter
+	// Rejected counts refused connections by reason, indexed by
+	// RejectReason.
+	Rejected     [numRejectReasons]uint64
+	MessagesIn   uint64 // messages received, over every transport
+	MessagesOut  uint64 // replies sent
+	BytesIn      uint64 // message bytes received, without framing
+	BytesOut     uint64 // reply bytes sent, without framing
+	Panics       uint64 // handler panics recovered
+	AcceptErrors uint64 // failed accepts (such as EMFILE), each retried
 	// Closed counts ended connections by reason, indexed by CloseReason.
 	Closed [numCloseReasons]uint64
 	// Listeners has the counts of each listener and UDP socket being
@@ -63,6 +66,7 @@ type counters struct {
 	connsOpen     atomic.Int64
 	connsTotal    atomic.Uint64
 	connsRejected atomic.Uint64
+	rejected      [numRejectReasons]atomic.Uint64
 	msgsIn        atomic.Uint64
 	msgsOut       atomic.Uint64
 	bytesIn       atomic.Uint64
@@ -100,6 +104,12 @@ func (c *connCounters) addTo(t *counters) {
 // Stats returns a snapshot of the server's counters, including the counts
 // of connections still open. It is safe to call at any time.
 func (s *Server) Stats() Stats {
+	// Hold the lock from the first load: a closing connection moves its
+	// counts into the totals under it (see trackConn), so reading the
+	// totals and the open connections in one critical section counts it
+	// exactly once.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	t := &s.counters
 	st := Stats{
 		ConnsOpen:     t.connsOpen.Load(),
@@ -115,7 +125,9 @@ func (s *Server) Stats() Stats {
 	for i := range st.Closed {
 		st.Closed[i] = t.closed[i].Load()
 	}
-	s.mu.Lock()
+	for i := range st.Rejected {
+		st.Rejected[i] = t.rejected[i].Load()
+	}
 	for c := range s.conns {
 		st.MessagesIn += c.stats.msgsIn.Load()
 		st.MessagesOut += c.stats.msgsOut.Load()
@@ -128,7 +140,6 @@ func (s *Server) Stats() Stats {
 	for _, ls := range s.packets {
 		st.Listeners = append(st.Listeners, ls.snapshot(true))
 	}
-	s.mu.Unlock()
 	return st
 }
 

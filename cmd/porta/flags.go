@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -136,4 +137,30 @@ func (ff *framingFlag) Set(v string) error {
 		names[i] = a.String()
 	}
 	return fmt.Errorf("unknown framing %q (want %s)", v, strings.Join(names, ", "))
+}
+
+// prefixList is a repeatable flag of IP prefixes ("10.0.0.0/8") or single
+// addresses ("127.0.0.2", taken as /32 or /128).
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	s := make([]string, len(*p))
+	for i, pr := range *p {
+		s[i] = pr.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	if pr, err := netip.ParsePrefix(v); err == nil {
+		*p = append(*p, pr.Masked())
+		return nil
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil {
+		return fmt.Errorf("bad CIDR %q (want an address such as 127.0.0.1 or a prefix such as 10.0.0.0/8)", v)
+	}
+	ip = ip.Unmap()
+	*p = append(*p, netip.PrefixFrom(ip, ip.BitLen()))
+	return nil
 }

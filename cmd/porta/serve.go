@@ -21,7 +21,8 @@ type serveConfig struct {
 	once, verbose           bool
 	framing                 framingFlag
 	readSize, maxMsg        sizeFlag
-	maxConns                int
+	maxConns, maxConnsPerIP int
+	allow, deny             prefixList
 	idle, frameTimeout      time.Duration
 	writeTimeout, drain     time.Duration
 }
@@ -42,6 +43,9 @@ func runServe(e *env, args []string) int {
 	fs.Var(&cfg.readSize, "read-size", "bytes one raw read takes as a message")
 	fs.Var(&cfg.maxMsg, "max-msg", "largest message; a longer one gets an ERR reply and its connection closes (up to 16MiB)")
 	fs.IntVar(&cfg.maxConns, "max-conns", porta.DefaultMaxConns, "most open connections; more are refused with an ERR reply (0: no limit)")
+	fs.IntVar(&cfg.maxConnsPerIP, "max-conns-per-ip", 0, "most open connections from one IP address (0: no limit)")
+	fs.Var(&cfg.allow, "allow", "admit TCP peers only from this `CIDR` (repeatable; default: all)")
+	fs.Var(&cfg.deny, "deny", "refuse TCP peers from this `CIDR` (repeatable; deny wins over allow)")
 	fs.DurationVar(&cfg.idle, "idle-timeout", porta.DefaultIdleTimeout, "close connections silent this long (0: never)")
 	fs.DurationVar(&cfg.frameTimeout, "frame-timeout", porta.DefaultFrameTimeout, "close connections whose started message does not complete this long after its first byte (0: never)")
 	fs.DurationVar(&cfg.writeTimeout, "write-timeout", porta.DefaultWriteTimeout, "close connections that do not take a reply this long (0: never)")
@@ -67,6 +71,9 @@ func runServe(e *env, args []string) int {
 		MaxMessageSize: int(cfg.maxMsg),
 		ReadSize:       int(cfg.readSize),
 		MaxConns:       zeroMeansNone(cfg.maxConns),
+		MaxConnsPerIP:  cfg.maxConnsPerIP,
+		Allow:          cfg.allow,
+		Deny:           cfg.deny,
 		IdleTimeout:    zeroMeansNever(cfg.idle),
 		FrameTimeout:   zeroMeansNever(cfg.frameTimeout),
 		WriteTimeout:   zeroMeansNever(cfg.writeTimeout),
@@ -141,8 +148,8 @@ func (c *serveConfig) check() error {
 	if c.readSize < 1 {
 		return errors.New("--read-size must be at least 1")
 	}
-	if c.maxConns < 0 {
-		return errors.New("--max-conns must not be negative")
+	if c.maxConns < 0 || c.maxConnsPerIP < 0 {
+		return errors.New("--max-conns and --max-conns-per-ip must not be negative")
 	}
 	for _, d := range []time.Duration{c.idle, c.frameTimeout, c.writeTimeout, c.drain} {
 		if d < 0 {

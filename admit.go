@@ -1,0 +1,138 @@
+package porta
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// A RejectReason says why a new connection was refused before being
+// served. Its String form is fit for log lines and metric labels.
+type RejectReason uint8
+
+// The reasons a connection is refused.
+const (
+	// RejectMaxConns: the server already had MaxConns open connections.
+	RejectMaxConns RejectReason = iota
+	// RejectMaxConnsPerIP: the peer's IP already had MaxConnsPerIP.
+	RejectMaxConnsPerIP
+	// RejectDenied: the peer's address is denied by Deny or not in Allow.
+	RejectDenied
+
+	numRejectReasons // the number of reasons; keep last
+)
+
+var rejectReasonNames = [numRejectReasons]string{
+	RejectMaxConns:      "max_conns",
+	RejectMaxConnsPerIP: "max_conns_per_ip",
+	RejectDenied:        "denied",
+}
+
+// String returns the reason's label, such as "max_conns".
+func (r RejectReason) String() string {
+	if r < numRejectReasons {
+		return rejectReasonNames[r]
+	}
+	return "unknown"
+}
+
+// RejectReasons returns every RejectReason, in order.
+func RejectReasons() []RejectReason {
+	rs := make([]RejectReason, numRejectReasons)
+	for i := range rs {
+		rs[i] = RejectReason(i)
+	}
+	return rs
+}
+
+// ipCounts counts open connections per peer IP, for MaxConnsPerIP.
+type ipCounts struct {
+	mu sync.Mutex
+	n  map[netip.Addr]int
+}
+
+// peerIP returns the IP of a TCP peer; false for Unix and other peers.
+func peerIP(a net.Addr) (netip.Addr, bool) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	return ip.Unmap(), ok
+}
+
+// permitted reports whether the filters let ip in: not in any Deny prefix
+// and, when Allow is not empty, in one of its prefixes. Deny wins.
+func (s *Server) permitted(ip netip.Addr) bool {
+	for _, p := range s.Deny {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	if len(s.Allow) == 0 {
+		return true
+	}
+	for _, p := range s.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit decides whether a new connection may be served. If it may, the
+// connection is counted (globally and for its IP) until release; ip is its
+// peer IP, invalid for a Unix peer.
+func (s *Server) admit(nc net.Conn) (ip netip.Addr, why RejectReason, ok bool) {
+	ip, isIP := peerIP(nc.RemoteAddr())
+	if isIP && !s.permitted(ip) {
+		return ip, RejectDenied, false
+	}
+	if n := s.counters.connsOpen.Add(1); s.maxConns() > 0 && n > s.maxConns() {
+		s.counters.connsOpen.Add(-1)
+		return ip, RejectMaxConns, false
+	}
+	if isIP && s.MaxConnsPerIP > 0 {
+		s.perIP.mu.Lock()
+		if s.perIP.n[ip] >= s.MaxConnsPerIP {
+			s.perIP.mu.Unlock()
+			s.counters.connsOpen.Add(-1)
+			return ip, RejectMaxConnsPerIP, false
+		}
+		if s.perIP.n == nil {
+			s.perIP.n = make(map[netip.Addr]int)
+		}
+		s.perIP.n[ip]++
+		s.perIP.mu.Unlock()
+	}
+	return ip, 0, true
+}
+
+// release undoes admit's counting when a connection ends.
+func (s *Server) release(ip netip.Addr) {
+	s.counters.connsOpen.Add(-1)
+	if !ip.IsValid() || s.MaxConnsPerIP <= 0 {
+		return
+	}
+	s.perIP.mu.Lock()
+	if s.perIP.n[ip]--; s.perIP.n[ip] <= 0 {
+		delete(s.perIP.n, ip)
+	}
+	s.perIP.mu.Unlock()
+}
+
+// refuse counts a refused connection and tells the peer why: a peer over
+// a limit gets "ERR too many connections", in the server's framing, and a
+// denied peer is closed without a word.
+func (s *Server) refuse(nc net.Conn, why RejectReason) {
+	s.counters.connsRejected.Add(1)
+	s.counters.rejected[why].Add(1)
+	if why == RejectDenied {
+		s.counters.closed[CloseDenied].Add(1)
+		s.logger().Warn("connection denied", "peer", addrString(nc.RemoteAddr()))
+		nc.Close()
+		return
+	}
+	s.counters.closed[CloseLimit].Add(1)
+	go s.reject(nc, why)
+}

@@ -1,0 +1,159 @@
+package porta_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/porta-project/porta"
+	"github.com/porta-project/porta/portatest"
+)
+
+// dialFrom connects to a TCP server address from the local IP from.
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	a, err := porta.ParseAddr(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", a.Address)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", from, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echoOnce sends one line and checks its echo.
+func echoOnce(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, msg+"\n"); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got, err := r.ReadString('\n')
+	if err != nil || got != msg+"\n" {
+		t.Fatalf("reply = %q, %v; want %q", got, err, msg+"\n")
+	}
+}
+
+// readAllWithin reads until EOF, failing if that takes longer than d.
+func readAllWithin(t *testing.T, c net.Conn, d time.Duration) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("want the server to close within %v: %v (read %q)", d, err, b)
+	}
+	return string(b)
+}
+
+func TestMaxConnsPerIP(t *testing.T) {
+	t.Parallel()
+	srv := portatest.Start(t, &porta.Server{MaxConnsPerIP: 10}, "tcp")
+
+	held := make([]net.Conn, 10)
+	for i := range held {
+		held[i] = dialFrom(t, "127.0.0.2", srv.Addr)
+		echoOnce(t, held[i], bufio.NewReader(held[i]), "hi")
+	}
+	over := dialFrom(t, "127.0.0.2", srv.Addr)
+	start := time.Now()
+	if got := readAllWithin(t, over, time.Second); got != "ERR too many connections\n" {
+		t.Fatalf("11th connection from 127.0.0.2 got %q, want the refusal", got)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("refusal took %v; want it at once", d)
+	}
+
+	other := dialFrom(t, "127.0.0.3", srv.Addr)
+	echoOnce(t, other, bufio.NewReader(other), "from .3")
+
+	st := srv.Stats()
+	if st.Rejected[porta.RejectMaxConnsPerIP] != 1 || st.ConnsRejected != 1 {
+		t.Errorf("rejected = %v (total %d), want 1 by max_conns_per_ip", st.Rejected, st.ConnsRejected)
+	}
+
+	// One of the ten leaves: 127.0.0.2 may connect again.
+	held[0].Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c := dialFrom(t, "127.0.0.2", srv.Addr)
+		c.SetDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "again\n")
+		if got, err := bufio.NewReader(c).ReadString('\n'); err == nil && got == "again\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("127.0.0.2 still refused after one of its connections closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAllowDeny(t *testing.T) {
+	t.Parallel()
+	srv := portatest.Start(t, &porta.Server{
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/29")},
+		Deny:  []netip.Prefix{netip.MustParsePrefix("127.0.0.5/32")},
+	}, "tcp")
+
+	for _, tc := range []struct {
+		from    string
+		allowed bool
+	}{
+		{"127.0.0.1", true},
+		{"127.0.0.6", true},
+		{"127.0.0.5", false}, // in Allow too: deny wins
+		{"127.0.0.9", false}, // outside Allow
+	} {
+		c := dialFrom(t, tc.from, srv.Addr)
+		if tc.allowed {
+			echoOnce(t, c, bufio.NewReader(c), "hello")
+			continue
+		}
+		io.WriteString(c, "hello\n")
+		// Closed without a reply: end of stream, or a reset because the
+		// server closed with our message unread. Never a timeout.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		got, err := io.ReadAll(c)
+		if len(got) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+			t.Errorf("denied peer %s got %q, %v; want a close without reply", tc.from, got, err)
+		}
+	}
+	if got := srv.Stats().Rejected[porta.RejectDenied]; got != 2 {
+		t.Errorf("Rejected[denied] = %d, want 2", got)
+	}
+}
+
+func TestFiltersIgnoreUnixPeers(t *testing.T) {
+	t.Parallel()
+	srv := portatest.Start(t, &porta.Server{
+		Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Deny:  []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")},
+	}, "unix")
+	c := srv.Dial(0)
+	if reply, err := c.Exchange([]byte("local")); err != nil || string(reply) != "local" {
+		t.Fatalf("unix peer: %q, %v", reply, err)
+	}
+}
+
+func TestRejectReasonStrings(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range porta.RejectReasons() {
+		s := r.String()
+		if s == "unknown" || seen[s] {
+			t.Errorf("reason %d has label %q", r, s)
+		}
+		seen[s] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("got %d reasons, want 3", len(seen))
+	}
+}
