@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,13 +43,17 @@ type conn struct {
 	handler   Handler
 	msg       Message
 	resp      response
-	out       []byte // framed replies not yet written
-	hungUp    bool   // the handler asked to close
-	werr      error  // the write error that ended writing
+	out       []byte     // framed replies not yet written
+	hungUp    bool       // the handler asked to close
+	werr      error      // the write error that ended writing
+	ctxMu     sync.Mutex // guards ctx, cancel and ended
+	ctx       context.Context
 	cancel    context.CancelFunc
+	ended     bool // the connection has closed: a new context starts cancelled
 	stats     connCounters
 	opened    time.Time
 	idleSince atomic.Int64 // Unix nanoseconds when the connection last waited for input
+	idle      idleWaiter   // waits for input without a buffer
 
 	idleTimeout, frameTimeout, writeTimeout time.Duration
 	readDeadline, writeDeadline             time.Time // as last set on nc
@@ -68,10 +73,9 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	}
 	c.dec = frame.NewDecoder(nc, s.Framing, s.maxMessageSize())
 	c.dec.SetReadSize(s.readSize())
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), ctx: ctx}
+	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), conn: c}
 	c.resp.c = c
+	c.idle.init(nc, c.releaseBuffers)
 	c.idleSince.Store(c.opened.UnixNano())
 	s.counters.connsTotal.Add(1)
 	ls.total.Add(1)
@@ -80,9 +84,13 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 }
 
 // serve runs the connection until it ends, then closes and logs it.
+//
+// The connection's goroutine stays shallow while it serves, so that its
+// stack stays at the 2 KiB minimum: a goroutine stack that ever grew
+// stays 4 KiB for as long as its goroutine waits. Its opening is logged
+// by the accept loop for that reason (logOpened).
 func (c *conn) serve() {
 	log := c.srv.logger()
-	log.Info("connection opened", "peer", addrString(c.nc.RemoteAddr()), "listener", FormatAddr(c.nc.LocalAddr()))
 	reason := CloseError
 	defer func() {
 		if p := recover(); p != nil {
@@ -93,6 +101,36 @@ func (c *conn) serve() {
 		c.finish(reason)
 	}()
 	reason = c.loop()
+}
+
+// context returns the connection's context, made on first use: most
+// handlers never ask for it, and an idle connection should not carry one.
+func (c *conn) context() context.Context {
+	c.ctxMu.Lock()
+	defer c.ctxMu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+		if c.ended {
+			c.cancelContext()
+		}
+	}
+	return c.ctx
+}
+
+// cancelContext cancels the connection's context, now or when it is made.
+func (c *conn) cancelContext() {
+	c.ctxMu.Lock()
+	defer c.ctxMu.Unlock()
+	c.ended = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// logOpened logs the connection's opening; see serve for why the accept
+// loop calls it.
+func (c *conn) logOpened() {
+	c.srv.logger().Info("connection opened", "peer", addrString(c.nc.RemoteAddr()), "listener", FormatAddr(c.nc.LocalAddr()))
 }
 
 // loop reads, decodes and answers messages until the connection must end,
@@ -133,7 +171,14 @@ func (c *conn) loop() CloseReason {
 		if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
 			return CloseShutdown
 		}
-		err = c.dec.Fill()
+		if c.dec.Buffered() == 0 {
+			err = c.idle.wait()
+		}
+		if err == nil || !isTimeoutErr(err) {
+			// Read after a failed wait too: the read reports the
+			// failure, and the decoder keeps it for Decode.
+			err = c.dec.Fill()
+		}
 		if err == nil || !isTimeoutErr(err) {
 			continue // data, or an end that Decode reports in turn
 		}
@@ -147,6 +192,20 @@ func (c *conn) loop() CloseReason {
 			return CloseFrameTimeout
 		}
 		return CloseIdle
+	}
+}
+
+// idleOutCap is the largest reply buffer an idle connection keeps; a
+// larger one, left by a burst of big replies, is dropped while it waits.
+const idleOutCap = 512
+
+// releaseBuffers drops the connection's buffers before it waits for input,
+// so that an idle connection holds no buffer memory: the read buffer goes
+// back to the pool, and a large reply buffer to the garbage collector.
+func (c *conn) releaseBuffers() {
+	c.dec.Release()
+	if cap(c.out) > idleOutCap {
+		c.out = nil
 	}
 }
 
@@ -260,7 +319,7 @@ func writeReason(err error) CloseReason {
 // finish flushes what is left, closes the connection, counts and logs it.
 func (c *conn) finish(reason CloseReason) {
 	c.flush(time.Now())
-	c.cancel()
+	c.cancelContext()
 	switch reason {
 	case CloseHangUp, CloseTooLong, CloseShutdown, ClosePanic:
 		// The peer may still be sending: let it read our last replies.

@@ -37,13 +37,17 @@ type Message struct {
 	// LocalAddr is the address of the listener or socket that received it.
 	LocalAddr net.Addr
 
-	ctx context.Context
+	ctx  context.Context // a datagram's context
+	conn *conn           // a stream message's connection, which makes its context on first use
 }
 
 // Context returns the message's context. It is cancelled when the
 // connection closes: after the connection's last message, on Server.Close,
 // and when a Shutdown gives up waiting. It is never nil.
 func (m *Message) Context() context.Context {
+	if m.conn != nil {
+		return m.conn.context()
+	}
 	if m.ctx == nil {
 		return context.Background()
 	}

@@ -233,6 +233,7 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			continue
 		}
+		c.logOpened()
 		go c.serve()
 	}
 }
@@ -371,7 +372,7 @@ func (s *Server) Close() error {
 		pc.Close()
 	}
 	for c := range s.conns {
-		c.cancel()
+		c.cancelContext()
 		c.nc.Close()
 	}
 	return nil
