@@ -2,6 +2,7 @@ package porta
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,7 @@ type conn struct {
 	out       []byte     // framed replies not yet written
 	hungUp    bool       // the handler asked to close
 	werr      error      // the write error that ended writing
+	closeErr  error      // why the connection ended, for the close log line
 	ctxMu     sync.Mutex // guards ctx, cancel and ended
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -100,7 +102,55 @@ func (c *conn) serve() {
 		}
 		c.finish(reason)
 	}()
+	if r, ok := c.handshake(); !ok {
+		reason = r
+		return
+	}
 	reason = c.loop()
+}
+
+// listenerAddr returns the local address in URL form, tls:// for a TLS
+// connection.
+func (c *conn) listenerAddr() string {
+	if _, ok := c.nc.(*tls.Conn); ok {
+		return FormatAddr(tlsAddr{c.nc.LocalAddr()})
+	}
+	return FormatAddr(c.nc.LocalAddr())
+}
+
+// handshake runs the server side of a TLS connection's handshake (other
+// connections have none) within the handshake timeout, and returns false
+// with the reason to close if it did not complete.
+func (c *conn) handshake() (CloseReason, bool) {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return 0, true
+	}
+	timeout := orDefault(c.srv.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
+	if timeout == 0 {
+		timeout = c.idleTimeout
+	}
+	if timeout > 0 {
+		tc.SetDeadline(time.Now().Add(timeout))
+	}
+	// Checked after arming, as in loop: from here on, a Shutdown wakes the
+	// handshake's read with a deadline in the past.
+	if c.srv.shuttingDown() {
+		return CloseShutdown, false
+	}
+	if err := tc.Handshake(); err != nil {
+		if c.srv.shuttingDown() {
+			return CloseShutdown, false
+		}
+		c.closeErr = err
+		return CloseTLSHandshake, false
+	}
+	// Clearing the deadline may undo a Shutdown's wake-up; loop checks
+	// the shutdown flag before its first read.
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.msg.TLS = &st
+	return 0, true
 }
 
 // context returns the connection's context, made on first use: most
@@ -111,7 +161,7 @@ func (c *conn) context() context.Context {
 	if c.ctx == nil {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		if c.ended {
-			c.cancelContext()
+			c.cancel()
 		}
 	}
 	return c.ctx
@@ -130,7 +180,7 @@ func (c *conn) cancelContext() {
 // logOpened logs the connection's opening; see serve for why the accept
 // loop calls it.
 func (c *conn) logOpened() {
-	c.srv.logger().Info("connection opened", "peer", addrString(c.nc.RemoteAddr()), "listener", FormatAddr(c.nc.LocalAddr()))
+	c.srv.logger().Info("connection opened", "peer", addrString(c.nc.RemoteAddr()), "listener", c.listenerAddr())
 }
 
 // loop reads, decodes and answers messages until the connection must end,
@@ -330,13 +380,18 @@ func (c *conn) finish(reason CloseReason) {
 	c.srv.counters.closed[reason].Add(1)
 	c.srv.release(c.ip)
 	c.ls.open.Add(-1)
-	c.srv.logger().Info("connection closed",
+	attrs := []any{
 		"peer", addrString(c.nc.RemoteAddr()),
 		"reason", reason.String(),
 		"messages", c.stats.msgsIn.Load(),
 		"bytes_in", c.stats.bytesIn.Load(),
 		"bytes_out", c.stats.bytesOut.Load(),
-		"duration", time.Since(c.opened).Round(time.Millisecond))
+		"duration", time.Since(c.opened).Round(time.Millisecond),
+	}
+	if c.closeErr != nil {
+		attrs = append(attrs, "err", c.closeErr.Error())
+	}
+	c.srv.logger().Info("connection closed", attrs...)
 	c.srv.trackConn(c, false)
 }
 
@@ -345,8 +400,18 @@ func (c *conn) finish(reason CloseReason) {
 // and closes.
 func closeGracefully(nc net.Conn, timeout time.Duration) {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		nc.SetReadDeadline(time.Now().Add(timeout))
-		io.CopyN(io.Discard, nc, lingerMaxBytes)
+		deadline := time.Now().Add(timeout)
+		for left := int64(lingerMaxBytes); left > 0; {
+			nc.SetReadDeadline(deadline)
+			n, err := io.CopyN(io.Discard, nc, left)
+			left -= n
+			// Shutdown wakes readers with a deadline in the past; that
+			// must not cut the linger short, or closing with unread input
+			// resets the connection and destroys replies not yet read.
+			if err == nil || !isTimeoutErr(err) || !time.Now().Before(deadline) {
+				break
+			}
+		}
 	}
 	nc.Close()
 }

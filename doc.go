@@ -1,4 +1,5 @@
-// Package porta serves and sends messages over TCP, Unix and UDP sockets.
+// Package porta serves and sends messages over TCP (plain or TLS), Unix and
+// UDP sockets.
 //
 // TCP is a byte stream: one recv can return half a message or ten. porta
 // makes messages real with a framing (see package frame: lines,
@@ -31,10 +32,11 @@
 //
 // Every resource is bounded: message size (MaxMessageSize, checked before
 // allocating), open connections (MaxConns), idle time (IdleTimeout), the
-// time to complete a started frame (FrameTimeout) and to take a reply
-// (WriteTimeout). A handler panic closes only its connection. Running out
-// of file descriptors makes the accept loop back off (5 ms doubling to
-// 1 s) instead of spinning. Every connection ends with a CloseReason.
+// time to complete a started frame (FrameTimeout), to take a reply
+// (WriteTimeout) and to complete a TLS handshake (TLSHandshakeTimeout). A
+// handler panic closes only its connection. Running out of file
+// descriptors makes the accept loop back off (5 ms doubling to 1 s)
+// instead of spinning. Every connection ends with a CloseReason.
 //
 // # Shutdown
 //

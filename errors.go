@@ -25,4 +25,13 @@ var (
 	// ErrAddrInUse is returned by Listen when another server holds the
 	// address, including a live Unix socket.
 	ErrAddrInUse = errors.New("porta: address already in use")
+
+	// ErrNoCertificate is returned by ListenTLS and ListenAndServe when a
+	// tls:// address has no certificate to present.
+	ErrNoCertificate = errors.New("porta: TLS needs a certificate")
+
+	// ErrTLSHandshake is wrapped by the error of a Dialer whose TLS
+	// handshake failed, together with the cause (such as an
+	// x509.UnknownAuthorityError), which errors.As finds.
+	ErrTLSHandshake = errors.New("porta: TLS handshake failed")
 )

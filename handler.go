@@ -2,6 +2,7 @@ package porta
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 )
 
@@ -36,6 +37,11 @@ type Message struct {
 
 	// LocalAddr is the address of the listener or socket that received it.
 	LocalAddr net.Addr
+
+	// TLS describes the TLS connection that carried the message: its
+	// version, and the client's verified certificates under mutual TLS.
+	// It is nil for other connections.
+	TLS *tls.ConnectionState
 
 	ctx  context.Context // a datagram's context
 	conn *conn           // a stream message's connection, which makes its context on first use

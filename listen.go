@@ -26,15 +26,22 @@ const DefaultAddr = "127.0.0.1:8000"
 //	tcp6://[::1]:port       TCP over IPv6 only
 //	udp://host:port         UDP (also udp4://, udp6://)
 //	unix:///path/to.sock    a Unix stream socket
+//	tls://host:port         TLS over TCP (also tls4://, tls6://)
 //
 // A port of 0 asks the system for a free port.
 type Addr struct {
 	// Network is the Go network name: "tcp", "tcp4", "tcp6", "udp",
-	// "udp4", "udp6" or "unix".
+	// "udp4", "udp6" or "unix". A TLS address has a TCP network.
 	Network string
 	// Address is host:port, or the socket path for "unix".
 	Address string
+	// TLS reports whether the address is a tls:// (tls4://, tls6://)
+	// address: TLS over Network.
+	TLS bool
 }
+
+// tlsSchemes maps the TLS schemes to their TCP networks.
+var tlsSchemes = map[string]string{"tls": "tcp", "tls4": "tcp4", "tls6": "tcp6"}
 
 // ParseAddr parses s in the address syntax described at Addr.
 func ParseAddr(s string) (Addr, error) {
@@ -48,9 +55,9 @@ func ParseAddr(s string) (Addr, error) {
 			return Addr{}, fmt.Errorf("%w %q: missing socket path (unix:///path/to.sock)", ErrBadAddress, s)
 		}
 		return Addr{Network: "unix", Address: rest}, nil
-	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "tls", "tls4", "tls6":
 	default:
-		return Addr{}, fmt.Errorf("%w %q: unknown scheme %q (want tcp, tcp4, tcp6, udp, udp4, udp6 or unix)", ErrBadAddress, s, scheme)
+		return Addr{}, fmt.Errorf("%w %q: unknown scheme %q (want tcp, tcp4, tcp6, udp, udp4, udp6, unix, tls, tls4 or tls6)", ErrBadAddress, s, scheme)
 	}
 	host, port, err := net.SplitHostPort(rest)
 	if err != nil {
@@ -65,19 +72,28 @@ func ParseAddr(s string) (Addr, error) {
 	if strings.ContainsAny(host, " /") {
 		return Addr{}, fmt.Errorf("%w %q: bad host %q", ErrBadAddress, s, host)
 	}
+	if network, ok := tlsSchemes[scheme]; ok {
+		return Addr{Network: network, Address: rest, TLS: true}, nil
+	}
 	return Addr{Network: scheme, Address: rest}, nil
 }
 
 // IsPacket reports whether the address is a datagram (UDP) address.
 func (a Addr) IsPacket() bool { return strings.HasPrefix(a.Network, "udp") }
 
-// String returns the address in URL form, such as "tcp://127.0.0.1:8000"
-// or "unix:///tmp/porta.sock".
-func (a Addr) String() string { return a.Network + "://" + a.Address }
+// String returns the address in URL form, such as "tcp://127.0.0.1:8000",
+// "tls://127.0.0.1:8443" or "unix:///tmp/porta.sock".
+func (a Addr) String() string {
+	if a.TLS {
+		return strings.Replace(a.Network, "tcp", "tls", 1) + "://" + a.Address
+	}
+	return a.Network + "://" + a.Address
+}
 
 // FormatAddr returns a network address in URL form, such as
 // "tcp://127.0.0.1:8000" or "unix:///tmp/porta.sock". It is how porta
-// prints listener and peer addresses.
+// prints listener and peer addresses. The address of a ListenTLS listener
+// prints as "tls://127.0.0.1:8443".
 func FormatAddr(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -106,6 +122,9 @@ func addrString(a net.Addr) string {
 // replaced, but a live one, where another server answers, is not: Listen
 // returns an error wrapping ErrAddrInUse. The socket file is removed when
 // the listener is closed.
+//
+// A tls:// address needs a certificate: Listen refuses it, with an error
+// that says to use ListenTLS.
 func Listen(addr string) (net.Listener, error) {
 	a, err := ParseAddr(addr)
 	if err != nil {
@@ -114,6 +133,14 @@ func Listen(addr string) (net.Listener, error) {
 	if a.IsPacket() {
 		return nil, fmt.Errorf("%w %q: UDP is not a stream address (use ListenPacket)", ErrBadAddress, addr)
 	}
+	if a.TLS {
+		return nil, fmt.Errorf("%w %q: a TLS address needs a certificate (use ListenTLS)", ErrBadAddress, addr)
+	}
+	return listen(a)
+}
+
+// listen opens a stream listener on a parsed, non-packet address.
+func listen(a Addr) (net.Listener, error) {
 	l, err := net.Listen(a.Network, a.Address)
 	if err != nil && a.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) {
 		if staleErr := removeStaleSocket(a.Address); staleErr != nil {

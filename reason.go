@@ -30,6 +30,9 @@ const (
 	ClosePanic
 	// CloseError: a read or write failed.
 	CloseError
+	// CloseTLSHandshake: the TLS handshake failed or did not complete
+	// within the handshake timeout.
+	CloseTLSHandshake
 
 	numCloseReasons // the number of reasons; keep last
 )
@@ -47,6 +50,7 @@ var closeReasonNames = [numCloseReasons]string{
 	CloseShutdown:     "shutdown",
 	ClosePanic:        "panic",
 	CloseError:        "error",
+	CloseTLSHandshake: "tls_handshake",
 }
 
 // String returns the reason's label, such as "peer_closed" or "idle_timeout".

@@ -2,6 +2,7 @@ package porta
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -93,6 +94,19 @@ type Server struct {
 	// peers have no IP address and are never filtered.
 	Deny []netip.Prefix
 
+	// TLSConfig is the TLS configuration with which ListenAndServe
+	// serves a tls:// Addr; it must hold a certificate (see
+	// NewServerTLSConfig and ListenTLS). Nil means that a tls:// Addr
+	// fails with ErrNoCertificate. Serve uses its listener as it is.
+	TLSConfig *tls.Config
+
+	// TLSHandshakeTimeout closes a TLS connection whose handshake does
+	// not complete within this long of its start (reason
+	// CloseTLSHandshake). Zero means DefaultTLSHandshakeTimeout;
+	// negative means none, which leaves the IdleTimeout to end a silent
+	// handshake.
+	TLSHandshakeTimeout time.Duration
+
 	// Logger receives one line per connection opened and closed, and
 	// errors. Nil means no logging.
 	Logger *slog.Logger
@@ -155,9 +169,9 @@ func (s *Server) logger() *slog.Logger {
 
 var discardLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 
-// ListenAndServe listens on s.Addr and serves it until Shutdown or Close.
-// It always returns a non-nil error: ErrServerClosed after Shutdown or
-// Close.
+// ListenAndServe listens on s.Addr and serves it until Shutdown or Close;
+// a tls:// address is served with s.TLSConfig. It always returns a non-nil
+// error: ErrServerClosed after Shutdown or Close.
 func (s *Server) ListenAndServe() error {
 	addr := s.Addr
 	if addr == "" {
@@ -174,7 +188,12 @@ func (s *Server) ListenAndServe() error {
 		}
 		return s.ServePacket(pc)
 	}
-	l, err := Listen(addr)
+	var l net.Listener
+	if a.TLS {
+		l, err = ListenTLS(addr, s.TLSConfig)
+	} else {
+		l, err = Listen(addr)
+	}
 	if err != nil {
 		return err
 	}
