@@ -175,8 +175,13 @@ func TestAutoCodec(t *testing.T) {
 		{name: "CR only picks raw", steps: chunks("ab\r", "c\r\n"), want: []string{"ab\r", "c\r\n"}, err: io.EOF, framing: Raw},
 		{name: "empty read decides nothing", steps: chunks("", "a\n", "b"), want: []string{"a", "b"}, err: io.EOF, framing: Line},
 		{name: "timeout decides nothing", steps: []step{{err: timeoutError{}}, {b: "ab"}, {b: "c\n"}}, want: []string{"ab", "c\n"}, err: io.EOF, framing: Raw},
-		// Only the first read decides, and it is at most the read size.
-		{name: "LF after the first read", readSize: 4, steps: chunks("abcdef\n"), want: []string{"abcd", "ef\n"}, err: io.EOF, framing: Raw},
+		// Only the first read decides. It may exceed the read size, so
+		// that a long first line is still seen as a line; if it picks
+		// raw, it is handed out in read-size messages.
+		{name: "LF past the read size picks line", readSize: 4, steps: chunks("abcdef\n"), want: []string{"abcdef"}, err: io.EOF, framing: Line},
+		{name: "LF after the first read", readSize: 4, steps: chunks("abcdef", "\n"), want: []string{"abcd", "ef", "\n"}, err: io.EOF, framing: Raw},
+		{name: "raw first read in read-size pieces", readSize: 4, steps: chunks("abcdefghij"), want: []string{"abcd", "efgh", "ij"}, err: io.EOF, framing: Raw},
+		{name: "first line over the limit is too long", steps: chunks("123456789\n"), err: ErrTooLong, framing: Line},
 		{name: "LF at the read size", readSize: 4, steps: chunks("abc\ndef\n"), want: []string{"abc", "def"}, err: io.EOF, framing: Line},
 		{name: "line limit+1 after picking line", steps: chunks("a\n", "123456789\n"), want: []string{"a"}, err: ErrTooLong, framing: Line},
 		{name: "line exactly the limit", steps: chunks("\n12345678", "\r\n"), want: []string{"", "12345678"}, err: io.EOF, framing: Line},

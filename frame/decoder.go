@@ -50,8 +50,8 @@ func NewDecoder(r io.Reader, f Framing, maxSize int) *Decoder {
 }
 
 // SetReadSize sets the largest number of bytes one Raw message (one read)
-// may hold. It applies to Raw and to the first read of Auto. n is clamped
-// to [1, maxSize].
+// may hold. It applies to Raw, including an Auto stream that chose Raw. n
+// is clamped to [1, maxSize].
 func (d *Decoder) SetReadSize(n int) {
 	d.readSize = max(1, min(n, d.max))
 }
@@ -90,9 +90,12 @@ func (d *Decoder) Decode() (msg []byte, ok bool, err error) {
 	case Length:
 		return d.decodeLength()
 	case Raw:
+		// One read is one message, of at most the read size; only Auto's
+		// deciding read can hold more, and is handed out in pieces.
 		if d.end > d.start {
-			msg = d.buf[d.start:d.end]
-			d.start = d.end
+			n := min(d.end-d.start, d.readSize)
+			msg = d.buf[d.start : d.start+n]
+			d.start += n
 			return msg, true, nil
 		}
 	}
@@ -212,11 +215,18 @@ func (d *Decoder) space() []byte {
 	}
 	if d.framing == Raw || d.framing == Auto {
 		// One read is one message: read into an empty buffer, at most
-		// readSize bytes.
-		if len(d.buf) < d.readSize {
-			d.buf = make([]byte, d.readSize)
+		// readSize bytes. Auto's first read decides the framing, so it
+		// takes up to a page, or one maximal line if that is smaller:
+		// a first line longer than the read size must still be seen
+		// whole to be taken for a line (and held to the size limit).
+		size := d.readSize
+		if d.framing == Auto {
+			size = max(size, min(initialBufSize, d.frameCap()))
 		}
-		return d.buf[d.end : d.end+d.readSize]
+		if len(d.buf) < size {
+			d.buf = make([]byte, size)
+		}
+		return d.buf[d.end : d.end+size]
 	}
 	if d.end == len(d.buf) {
 		if d.start > 0 {
@@ -229,7 +239,15 @@ func (d *Decoder) space() []byte {
 			if len(d.buf) >= d.frameCap() {
 				return nil
 			}
-			grown := make([]byte, min(2*len(d.buf), d.frameCap()))
+			n := 2 * len(d.buf)
+			if n+n/2 > d.frameCap() {
+				// Close to one maximal frame: go straight to it. A last
+				// step of a few bytes (64 KiB, then 64 KiB + 2 for Line)
+				// would copy a whole frame and hold two of them at once,
+				// over 2 x the limit per connection.
+				n = d.frameCap()
+			}
+			grown := make([]byte, n)
 			copy(grown, d.buf[:d.end])
 			d.buf = grown
 		}

@@ -26,8 +26,10 @@ type Framing uint8
 // The framings. The wire format of each is described in docs/protocol.md.
 const (
 	// Auto picks Line or Raw per stream from its first read: Line if that
-	// read holds a '\n', Raw otherwise. It applies to decoding only; a
-	// Decoder reports the framing it chose through Framing.
+	// read holds a '\n', Raw otherwise. The first read takes up to 4 KiB
+	// (or one maximal line, if smaller; at least the read size), and if
+	// Raw is chosen it is handed out in read-size messages. Auto applies
+	// to decoding only; a Decoder reports its choice through Framing.
 	Auto Framing = iota
 	// Line ends each message at '\n' and drops a '\r' just before it.
 	Line
