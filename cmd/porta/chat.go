@@ -27,6 +27,9 @@ func runChat(e *env, args []string) int {
 		return usageFail(e, fs, "want exactly one ADDR")
 	}
 	addr := rest[0]
+	if code, ok := cfg.setupTLS(e, fs, addr); !ok {
+		return code
+	}
 	c, err := cfg.dial(addr)
 	if err != nil {
 		fmt.Fprintln(e.stderr, err)
@@ -91,19 +94,27 @@ func chatTerminal(e *env, in *os.File, c *porta.ClientConn, addr string) int {
 		select {
 		case line := <-lines:
 			if err := c.Send([]byte(line)); err != nil {
-				fmt.Fprintf(t, "porta: %v\n", replyError(addr, 0, err))
+				fmt.Fprintln(t, replyError(addr, 0, err))
 				return exitFailure
 			}
 		case err := <-serverDone:
 			if err != nil && err != io.EOF {
 				fmt.Fprintf(t, "%v\n", replyError(addr, 0, err))
 			}
-			fmt.Fprintln(t, "Connection to server closed")
+			sayClosed(t)
 			return exitOK
 		case <-userDone: // Ctrl-D, Ctrl-C or the end of input
 			c.Close()
-			fmt.Fprintln(t, "Connection to server closed")
+			sayClosed(t)
 			return exitOK
 		}
 	}
+}
+
+// sayClosed prints the last line of a session. The prompt goes first, as
+// the terminal redraws it after every line it prints, and none must be
+// left behind for the shell's own.
+func sayClosed(t *term.Terminal) {
+	t.SetPrompt("")
+	fmt.Fprintln(t, "Connection to server closed")
 }

@@ -21,6 +21,7 @@ type clientConfig struct {
 	wait     time.Duration
 	maxMsg   sizeFlag
 	readSize sizeFlag
+	tls      *clientTLS // see tls.go
 }
 
 // addClientFlags defines the flags that send and chat share.
@@ -35,6 +36,7 @@ func addClientFlags(fs *flagSet) *clientConfig {
 	fs.DurationVar(&cfg.wait, "wait", 0, "retry connecting for this long until the server is up (0: try once)")
 	fs.Var(&cfg.maxMsg, "max-msg", "largest message or reply")
 	fs.Var(&cfg.readSize, "read-size", "bytes one raw read takes as a reply")
+	cfg.tls = addClientTLSFlags(fs)
 	return cfg
 }
 
@@ -52,6 +54,9 @@ func runSend(e *env, args []string) int {
 		return usageFail(e, fs, "missing ADDR")
 	}
 	addr, words := rest[0], rest[1:]
+	if code, ok := cfg.setupTLS(e, fs, addr); !ok {
+		return code
+	}
 	var messages func() ([]byte, error)
 	if len(words) > 0 {
 		messages = func() ([]byte, error) {
@@ -113,13 +118,13 @@ const (
 
 // dial connects to addr, retrying while nothing listens for up to --wait.
 func (cfg *clientConfig) dial(addr string) (*porta.ClientConn, error) {
-	d := porta.Dialer{Framing: cfg.framing.f, Timeout: cfg.timeout, MaxMessageSize: int(cfg.maxMsg), ReadSize: int(cfg.readSize)}
+	d := porta.Dialer{Framing: cfg.framing.f, Timeout: cfg.timeout, MaxMessageSize: int(cfg.maxMsg), ReadSize: int(cfg.readSize), TLSConfig: cfg.tls.config}
 	deadline := time.Now().Add(cfg.wait)
 	backoff := waitBackoffMin
 	for {
 		c, err := d.DialContext(context.Background(), addr)
 		if err == nil || errors.Is(err, porta.ErrBadAddress) || !notYetListening(err) || time.Now().Add(backoff).After(deadline) {
-			return c, err
+			return c, withTLSHint(err)
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, waitBackoffMax)

@@ -52,6 +52,7 @@ func runServe(e *env, args []string) int {
 	fs.DurationVar(&cfg.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, wait this long for connections to finish before closing them")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log each message received")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
+	tlsFlags := addServeTLSFlags(fs)
 	addrs, code, ok := parseArgs(e, fs, args)
 	if !ok {
 		return code
@@ -59,8 +60,16 @@ func runServe(e *env, args []string) int {
 	if err := cfg.check(); err != nil {
 		return usageFail(e, fs, "%v", err)
 	}
+	if err := tlsFlags.check(addrs); err != nil {
+		return usageFail(e, fs, "%v", err)
+	}
 	if len(addrs) == 0 {
 		addrs = []string{porta.DefaultAddr}
+	}
+	tlsConfig, err := tlsFlags.config(e)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitFailure
 	}
 
 	log := newLogger(e, cfg.logFormat)
@@ -77,6 +86,7 @@ func runServe(e *env, args []string) int {
 		IdleTimeout:    zeroMeansNever(cfg.idle),
 		FrameTimeout:   zeroMeansNever(cfg.frameTimeout),
 		WriteTimeout:   zeroMeansNever(cfg.writeTimeout),
+		TLSConfig:      tlsConfig,
 		Logger:         log,
 	}
 
@@ -232,7 +242,7 @@ func listenAll(addrs []string, srv *porta.Server) ([]listener, error) {
 			opened = append(opened, listener{porta.FormatAddr(pc.LocalAddr()), func() error { return srv.ServePacket(pc) }})
 			continue
 		}
-		l, err := porta.Listen(addr)
+		l, err := listenStream(addr, a, srv.TLSConfig)
 		if err != nil {
 			return fail(err)
 		}
