@@ -377,9 +377,6 @@ func (c *conn) finish(reason CloseReason) {
 	default:
 		c.nc.Close()
 	}
-	c.srv.counters.closed[reason].Add(1)
-	c.srv.release(c.ip)
-	c.ls.open.Add(-1)
 	attrs := []any{
 		"peer", addrString(c.nc.RemoteAddr()),
 		"reason", reason.String(),
@@ -392,7 +389,7 @@ func (c *conn) finish(reason CloseReason) {
 		attrs = append(attrs, "err", c.closeErr.Error())
 	}
 	c.srv.logger().Info("connection closed", attrs...)
-	c.srv.trackConn(c, false)
+	c.srv.untrackConn(c, reason)
 }
 
 // closeGracefully half-closes nc, so the peer reads every reply and then

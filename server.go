@@ -247,7 +247,7 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		c := newConn(s, nc, ls)
 		c.ip = ip
-		if !s.trackConn(c, true) {
+		if !s.trackConn(c) {
 			s.release(ip)
 			nc.Close()
 			continue
@@ -318,18 +318,10 @@ func (s *Server) Ready() bool {
 	return !s.shuttingDown() && len(s.listeners)+len(s.packets) > 0
 }
 
-// trackConn adds or removes a connection. A removed connection's counts
-// move into the totals under the same lock, so Stats never counts it twice
-// or not at all. Adding fails during shutdown.
-func (s *Server) trackConn(c *conn, add bool) bool {
+// trackConn adds a connection; it fails during shutdown.
+func (s *Server) trackConn(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !add {
-		delete(s.conns, c)
-		c.stats.addTo(&s.counters)
-		s.active.Done()
-		return true
-	}
 	if s.shuttingDown() {
 		return false
 	}
@@ -339,6 +331,22 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	s.conns[c] = struct{}{}
 	s.active.Add(1)
 	return true
+}
+
+// untrackConn removes a closed connection and counts its close. All of it
+// happens under the lock that Stats and Conns take, so they always agree:
+// a connection is open in both until it is closed in both, and its counts
+// move into the totals in the same step, never counted twice or not at
+// all.
+func (s *Server) untrackConn(c *conn, reason CloseReason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	c.stats.addTo(&s.counters)
+	s.counters.closed[reason].Add(1)
+	s.release(c.ip)
+	c.ls.open.Add(-1)
+	s.active.Done()
 }
 
 // Shutdown stops the server gracefully: it closes the listeners, lets

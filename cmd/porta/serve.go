@@ -25,6 +25,7 @@ type serveConfig struct {
 	allow, deny             prefixList
 	idle, frameTimeout      time.Duration
 	writeTimeout, drain     time.Duration
+	admin                   string // --admin: the HTTP admin address; "" is off
 }
 
 func runServe(e *env, args []string) int {
@@ -52,6 +53,7 @@ func runServe(e *env, args []string) int {
 	fs.DurationVar(&cfg.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, wait this long for connections to finish before closing them")
 	fs.BoolVar(&cfg.verbose, "v", false, "also log each message received")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.StringVar(&cfg.admin, "admin", "", "serve /metrics, /healthz, /readyz and a live dashboard over HTTP on `host:port` (no host: 127.0.0.1; default: off)")
 	tlsFlags := addServeTLSFlags(fs)
 	addrs, code, ok := parseArgs(e, fs, args)
 	if !ok {
@@ -90,6 +92,13 @@ func runServe(e *env, args []string) int {
 		Logger:         log,
 	}
 
+	adminSrv, err := listenAdmin(cfg.admin, srv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "porta serve: %v\n", err)
+		return exitFailure
+	}
+	defer adminSrv.close()
+
 	serve, err := listenAll(addrs, srv)
 	if err != nil {
 		fmt.Fprintln(e.stderr, err)
@@ -109,6 +118,8 @@ func runServe(e *env, args []string) int {
 			}
 		}()
 	}
+	// Stopped on return, after the drain, so that /readyz reports it.
+	defer adminSrv.serve(e)()
 
 	code = exitOK
 	select {
