@@ -177,9 +177,9 @@ func listenError(a Addr, err error) error {
 	case errors.Is(err, syscall.EADDRINUSE):
 		return fmt.Errorf("%w: %s", ErrAddrInUse, a)
 	case errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("porta: permission denied: %s (ports below 1024 need root or CAP_NET_BIND_SERVICE): %w", a, err)
+		return &wordedError{"porta: permission denied: " + a.String() + " (ports below 1024 need root or CAP_NET_BIND_SERVICE)", err}
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("porta: cannot listen on %s: no such local address: %w", a, err)
+		return &wordedError{"porta: cannot listen on " + a.String() + ": no such local address", err}
 	}
 	return fmt.Errorf("porta: cannot listen on %s: %w", a, err)
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestServePermissionDenied binds a port below 1024 without privilege:
+// one clear line on stderr, exit 1. As root it runs the binary as the
+// user nobody, which has no CAP_NET_BIND_SERVICE.
+func TestServePermissionDenied(t *testing.T) {
+	t.Parallel()
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil {
+		if start, _ := strconv.Atoi(strings.TrimSpace(string(b))); start < 1024 {
+			t.Skipf("ports from %d up need no privilege on this machine", start)
+		}
+	}
+	port := freeLowPort(t)
+	bin := portaBin
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		// nobody must be able to run the binary: copy it into a directory
+		// everyone may enter.
+		dir, err := os.MkdirTemp("", "porta-nobody-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(portaBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(dir, "porta")
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.CommandContext(ctx, bin, "serve", addr)
+	cmd.Env = portaEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	r := result{code: exitCode(t, cmd.Run())}
+	r.stdout, r.stderr = stdout.String(), stderr.String()
+	r.want(t, 1, "")
+	r.oneLine(t, "permission denied", "tcp://"+addr, "ports below 1024")
+}
+
+// freeLowPort returns a port below 1024 that is free on 127.0.0.1 (as far
+// as root can tell; as another user any low port does).
+func freeLowPort(t *testing.T) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return 1000
+	}
+	for port := 1000; port > 600; port-- {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Skip("no free port below 1024")
+	return 0
+}
