@@ -22,11 +22,11 @@ import (
 // a long pipeline never holds more than this much output.
 const flushThreshold = 64 << 10
 
-// lingerTimeout and lingerMaxBytes bound how long and how much a closing
-// connection keeps reading (and discarding) after sending its last reply
-// and FIN. Closing a socket with unread input makes the kernel send a
-// reset, which can destroy replies the peer has not read yet; lingering
-// lets the peer read them first.
+// lingerTimeout and lingerMaxBytes bound how long a silent peer and how
+// much input a closing connection keeps reading (and discarding) after
+// sending its last reply and FIN. Closing a socket with unread input makes
+// the kernel send a reset, which can destroy replies the peer has not read
+// yet; lingering lets the peer read them first.
 const (
 	lingerTimeout  = time.Second
 	lingerMaxBytes = 1 << 20
@@ -393,19 +393,26 @@ func (c *conn) finish(reason CloseReason) {
 }
 
 // closeGracefully half-closes nc, so the peer reads every reply and then
-// end of stream, discards what the peer still sends for at most timeout,
-// and closes.
+// end of stream, discards what the peer still sends until it closes or has
+// been silent for timeout (at most lingerMaxBytes in all), and closes.
+//
+// A peer that still sends has not yet read up to the end of stream: it is
+// behind on its replies, and closing now, with its input unread, would
+// reset the connection and destroy the replies it has not yet read.
 func closeGracefully(nc net.Conn, timeout time.Duration) {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		buf := make([]byte, 4<<10)
 		deadline := time.Now().Add(timeout)
-		for left := int64(lingerMaxBytes); left > 0; {
+		for left := lingerMaxBytes; left > 0; {
 			nc.SetReadDeadline(deadline)
-			n, err := io.CopyN(io.Discard, nc, left)
+			n, err := nc.Read(buf[:min(left, len(buf))])
 			left -= n
+			if n > 0 {
+				deadline = time.Now().Add(timeout)
+			}
 			// Shutdown wakes readers with a deadline in the past; that
-			// must not cut the linger short, or closing with unread input
-			// resets the connection and destroys replies not yet read.
-			if err == nil || !isTimeoutErr(err) || !time.Now().Before(deadline) {
+			// must not cut the linger short.
+			if err != nil && (!isTimeoutErr(err) || !time.Now().Before(deadline)) {
 				break
 			}
 		}
