@@ -27,9 +27,14 @@ const flushThreshold = 64 << 10
 // sending its last reply and FIN. Closing a socket with unread input makes
 // the kernel send a reset, which can destroy replies the peer has not read
 // yet; lingering lets the peer read them first.
+//
+// lingerMaxFactor bounds the whole linger, so that a peer trickling input
+// cannot keep a closing connection (and its goroutine) alive: ten times
+// the silence a peer is allowed, ample for one still reading its replies.
 const (
-	lingerTimeout  = time.Second
-	lingerMaxBytes = 1 << 20
+	lingerTimeout   = time.Second
+	lingerMaxBytes  = 1 << 20
+	lingerMaxFactor = 10
 )
 
 // conn is one stream connection being served. Only its own goroutine
@@ -370,8 +375,11 @@ func writeReason(err error) CloseReason {
 func (c *conn) finish(reason CloseReason) {
 	c.flush(time.Now())
 	c.cancelContext()
-	switch reason {
-	case CloseHangUp, CloseTooLong, CloseShutdown, ClosePanic:
+	switch {
+	case c.werr != nil:
+		// Nothing more can be sent: the stream may end mid-frame.
+		closeNow(c.nc)
+	case reason == CloseHangUp, reason == CloseTooLong, reason == CloseShutdown, reason == ClosePanic:
 		// The peer may still be sending: let it read our last replies.
 		closeGracefully(c.nc, lingerTimeout)
 	default:
@@ -392,9 +400,24 @@ func (c *conn) finish(reason CloseReason) {
 	c.srv.untrackConn(c, reason)
 }
 
+// closeNow closes nc after a failed write. A TLS connection is closed
+// without a close_notify alert: after a write timeout its stream may end
+// in the middle of a record, which the alert would corrupt (the peer reads
+// "bad record MAC"), and writing the alert to a peer that does not read
+// blocks for up to five seconds, holding a slow consumer well past
+// WriteTimeout.
+func closeNow(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	nc.Close()
+}
+
 // closeGracefully half-closes nc, so the peer reads every reply and then
 // end of stream, discards what the peer still sends until it closes or has
-// been silent for timeout (at most lingerMaxBytes in all), and closes.
+// been silent for timeout (at most lingerMaxBytes, and lingerMaxFactor
+// times timeout, in all), and closes.
 //
 // A peer that still sends has not yet read up to the end of stream: it is
 // behind on its replies, and closing now, with its input unread, would
@@ -402,13 +425,18 @@ func (c *conn) finish(reason CloseReason) {
 func closeGracefully(nc net.Conn, timeout time.Duration) {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		buf := make([]byte, 4<<10)
-		deadline := time.Now().Add(timeout)
+		start := time.Now()
+		last := start.Add(lingerMaxFactor * timeout)
+		deadline := start.Add(timeout)
 		for left := lingerMaxBytes; left > 0; {
 			nc.SetReadDeadline(deadline)
 			n, err := nc.Read(buf[:min(left, len(buf))])
 			left -= n
 			if n > 0 {
 				deadline = time.Now().Add(timeout)
+				if deadline.After(last) {
+					deadline = last
+				}
 			}
 			// Shutdown wakes readers with a deadline in the past; that
 			// must not cut the linger short.
