@@ -114,12 +114,47 @@ func NewServerTLSConfig(certFile, keyFile, clientCAFile string, minVersion uint1
 	}
 	config := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion}
 	if clientCAFile != "" {
-		pool, err := loadCertPool(clientCAFile)
+		if err := RequireClientCerts(config, clientCAFile); err != nil {
+			return nil, err
+		}
+	}
+	return config, nil
+}
+
+// RequireClientCerts makes a server configuration require and verify
+// client certificates (mutual TLS) signed by one of the CA certificates
+// in the PEM file caFile.
+func RequireClientCerts(config *tls.Config, caFile string) error {
+	pool, err := loadCertPool(caFile)
+	if err != nil {
+		return err
+	}
+	config.ClientCAs = pool
+	config.ClientAuth = tls.RequireAndVerifyClientCert
+	return nil
+}
+
+// NewClientTLSConfig returns a client TLS configuration for Dialer: it
+// verifies servers with the CA certificates in caFile (the system's when
+// empty), presents the certificate in certFile with keyFile for mutual TLS
+// (none when both are empty), and expects serverName in the server's
+// certificate (the dialed host when empty). insecure skips verification
+// of the server's certificate; use it for tests only.
+func NewClientTLSConfig(caFile, certFile, keyFile, serverName string, insecure bool) (*tls.Config, error) {
+	config := &tls.Config{ServerName: serverName, InsecureSkipVerify: insecure}
+	if caFile != "" {
+		pool, err := loadCertPool(caFile)
 		if err != nil {
 			return nil, err
 		}
-		config.ClientCAs = pool
-		config.ClientAuth = tls.RequireAndVerifyClientCert
+		config.RootCAs = pool
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("porta: cannot load the client certificate %s with key %s: %w", certFile, keyFile, err)
+		}
+		config.Certificates = []tls.Certificate{cert}
 	}
 	return config, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 
 	"github.com/porta-project/porta"
@@ -68,12 +67,9 @@ func (t *serveTLS) config(e *env) (*tls.Config, error) {
 	}
 	config.MinVersion = uint16(t.min)
 	if t.clientCA != "" {
-		pool, err := loadCertPool(t.clientCA)
-		if err != nil {
+		if err := porta.RequireClientCerts(config, t.clientCA); err != nil {
 			return nil, err
 		}
-		config.ClientCAs = pool
-		config.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	fmt.Fprintf(e.stdout, "TLS certificate fingerprint (SHA-256): %s\n", fingerprint)
 	return config, nil
@@ -133,39 +129,16 @@ func (cfg *clientConfig) setupTLS(e *env, fs *flagSet, addr string) (code int, o
 		}
 		return usageFail(e, fs, "--ca, --cert, --key, --server-name and --insecure apply to tls:// addresses only%s", hint), false
 	}
-	config := &tls.Config{ServerName: t.serverName, InsecureSkipVerify: t.insecure}
-	if t.ca != "" {
-		if config.RootCAs, err = loadCertPool(t.ca); err != nil {
-			fmt.Fprintln(e.stderr, err)
-			return exitFailure, false
-		}
-	}
-	if t.cert != "" {
-		cert, err := tls.LoadX509KeyPair(t.cert, t.key)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "porta: cannot load the client certificate %s with key %s: %v\n", t.cert, t.key, err)
-			return exitFailure, false
-		}
-		config.Certificates = []tls.Certificate{cert}
+	config, err := porta.NewClientTLSConfig(t.ca, t.cert, t.key, t.serverName, t.insecure)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitFailure, false
 	}
 	if t.insecure {
 		fmt.Fprintln(e.stderr, "porta: warning: --insecure: the server's certificate is not verified")
 	}
 	t.config = config
 	return 0, true
-}
-
-// loadCertPool reads the PEM certificates in file into a pool.
-func loadCertPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("porta: cannot read CA certificates: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("porta: no PEM certificates in %s", file)
-	}
-	return pool, nil
 }
 
 // withTLSHint adds to a failed TLS handshake's error the flag that would
