@@ -17,26 +17,6 @@ import (
 	"github.com/porta-project/porta/frame"
 )
 
-// flushThreshold is the amount of buffered replies, in bytes, past which
-// the connection writes them out even while more input is waiting, so that
-// a long pipeline never holds more than this much output.
-const flushThreshold = 64 << 10
-
-// lingerTimeout and lingerMaxBytes bound how long a silent peer and how
-// much input a closing connection keeps reading (and discarding) after
-// sending its last reply and FIN. Closing a socket with unread input makes
-// the kernel send a reset, which can destroy replies the peer has not read
-// yet; lingering lets the peer read them first.
-//
-// lingerMaxFactor bounds the whole linger, so that a peer trickling input
-// cannot keep a closing connection (and its goroutine) alive: ten times
-// the silence a peer is allowed, ample for one still reading its replies.
-const (
-	lingerTimeout   = time.Second
-	lingerMaxBytes  = 1 << 20
-	lingerMaxFactor = 10
-)
-
 // conn is one stream connection being served. Only its own goroutine
 // touches its fields, except nc (Close and SetReadDeadline are safe for
 // concurrent use), cancel, and stats (see connCounters).
@@ -312,65 +292,6 @@ func (c *conn) armReadDeadline(now time.Time) {
 	c.nc.SetReadDeadline(want)
 }
 
-// writeReply frames and buffers one reply; the ResponseWriter's Write.
-func (c *conn) writeReply(p []byte) (int, error) {
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	c.out = frame.Append(c.out, c.replyFraming(), p)
-	c.stats.sent(len(p))
-	if len(c.out) >= flushThreshold {
-		if err := c.flush(time.Now()); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
-}
-
-// replyFraming is the framing of replies: the connection's own, and Line
-// for an Auto connection that has not decided yet.
-func (c *conn) replyFraming() frame.Framing {
-	if f := c.dec.Framing(); f != frame.Auto {
-		return f
-	}
-	return frame.Line
-}
-
-// flush writes the buffered replies in one write; now is the time.
-func (c *conn) flush(now time.Time) error {
-	if len(c.out) == 0 || c.werr != nil {
-		return c.werr
-	}
-	if c.writeTimeout > 0 {
-		// As with reads, move the deadline only when it is an eighth stale.
-		if c.writeDeadline.Before(now.Add(c.writeTimeout - c.writeTimeout/8)) {
-			c.writeDeadline = now.Add(c.writeTimeout)
-			c.nc.SetWriteDeadline(c.writeDeadline)
-		}
-	}
-	_, err := c.nc.Write(c.out)
-	if cap(c.out) > flushThreshold {
-		c.out = nil // a burst of large replies: do not keep its buffer
-	} else {
-		c.out = c.out[:0]
-	}
-	if err != nil {
-		c.werr = err
-	}
-	return err
-}
-
-// writeReason names the end of a connection whose write failed.
-func writeReason(err error) CloseReason {
-	switch {
-	case isTimeoutErr(err):
-		return CloseSlowConsumer
-	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
-		return ClosePeer
-	}
-	return CloseError
-}
-
 // finish flushes what is left, closes the connection, counts and logs it.
 func (c *conn) finish(reason CloseReason) {
 	c.flush(time.Now())
@@ -414,56 +335,9 @@ func closeNow(nc net.Conn) {
 	nc.Close()
 }
 
-// closeGracefully half-closes nc, so the peer reads every reply and then
-// end of stream, discards what the peer still sends until it closes or has
-// been silent for timeout (at most lingerMaxBytes, and lingerMaxFactor
-// times timeout, in all), and closes.
-//
-// A peer that still sends has not yet read up to the end of stream: it is
-// behind on its replies, and closing now, with its input unread, would
-// reset the connection and destroy the replies it has not yet read.
-func closeGracefully(nc net.Conn, timeout time.Duration) {
-	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		buf := make([]byte, 4<<10)
-		start := time.Now()
-		last := start.Add(lingerMaxFactor * timeout)
-		deadline := start.Add(timeout)
-		for left := lingerMaxBytes; left > 0; {
-			nc.SetReadDeadline(deadline)
-			n, err := nc.Read(buf[:min(left, len(buf))])
-			left -= n
-			if n > 0 {
-				deadline = time.Now().Add(timeout)
-				if deadline.After(last) {
-					deadline = last
-				}
-			}
-			// Shutdown wakes readers with a deadline in the past; that
-			// must not cut the linger short.
-			if err != nil && (!isTimeoutErr(err) || !time.Now().Before(deadline)) {
-				break
-			}
-		}
-	}
-	nc.Close()
-}
-
 func isTimeoutErr(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// response is the ResponseWriter of a stream connection.
-type response struct{ c *conn }
-
-var _ ResponseWriter = (*response)(nil)
-
-// Write sends p as one framed reply.
-func (r *response) Write(p []byte) (int, error) {
-	if r.c.hungUp {
-		return 0, ErrHungUp
-	}
-	return r.c.writeReply(p)
 }
 
 // Close hangs up after the replies are flushed.

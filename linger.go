@@ -1,0 +1,55 @@
+package porta
+
+import (
+	"net"
+	"time"
+)
+
+// lingerTimeout and lingerMaxBytes bound how long a silent peer and how
+// much input a closing connection keeps reading (and discarding) after
+// sending its last reply and FIN. Closing a socket with unread input makes
+// the kernel send a reset, which can destroy replies the peer has not read
+// yet; lingering lets the peer read them first.
+//
+// lingerMaxFactor bounds the whole linger, so that a peer trickling input
+// cannot keep a closing connection (and its goroutine) alive: ten times
+// the silence a peer is allowed, ample for one still reading its replies.
+const (
+	lingerTimeout   = time.Second
+	lingerMaxBytes  = 1 << 20
+	lingerMaxFactor = 10
+)
+
+// closeGracefully half-closes nc, so the peer reads every reply and then
+// end of stream, discards what the peer still sends until it closes or has
+// been silent for timeout (at most lingerMaxBytes, and lingerMaxFactor
+// times timeout, in all), and closes.
+//
+// A peer that still sends has not yet read up to the end of stream: it is
+// behind on its replies, and closing now, with its input unread, would
+// reset the connection and destroy the replies it has not yet read.
+func closeGracefully(nc net.Conn, timeout time.Duration) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		buf := make([]byte, 4<<10)
+		start := time.Now()
+		last := start.Add(lingerMaxFactor * timeout)
+		deadline := start.Add(timeout)
+		for left := lingerMaxBytes; left > 0; {
+			nc.SetReadDeadline(deadline)
+			n, err := nc.Read(buf[:min(left, len(buf))])
+			left -= n
+			if n > 0 {
+				deadline = time.Now().Add(timeout)
+				if deadline.After(last) {
+					deadline = last
+				}
+			}
+			// Shutdown wakes readers with a deadline in the past; that
+			// must not cut the linger short.
+			if err != nil && (!isTimeoutErr(err) || !time.Now().Before(deadline)) {
+				break
+			}
+		}
+	}
+	nc.Close()
+}

@@ -1,0 +1,86 @@
+package porta
+
+import (
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/porta-project/porta/frame"
+)
+
+// flushThreshold is the amount of buffered replies, in bytes, past which
+// the connection writes them out even while more input is waiting, so that
+// a long pipeline never holds more than this much output.
+const flushThreshold = 64 << 10
+
+// writeReply frames and buffers one reply; the ResponseWriter's Write.
+func (c *conn) writeReply(p []byte) (int, error) {
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	c.out = frame.Append(c.out, c.replyFraming(), p)
+	c.stats.sent(len(p))
+	if len(c.out) >= flushThreshold {
+		if err := c.flush(time.Now()); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// replyFraming is the framing of replies: the connection's own, and Line
+// for an Auto connection that has not decided yet.
+func (c *conn) replyFraming() frame.Framing {
+	if f := c.dec.Framing(); f != frame.Auto {
+		return f
+	}
+	return frame.Line
+}
+
+// flush writes the buffered replies in one write; now is the time.
+func (c *conn) flush(now time.Time) error {
+	if len(c.out) == 0 || c.werr != nil {
+		return c.werr
+	}
+	if c.writeTimeout > 0 {
+		// As with reads, move the deadline only when it is an eighth stale.
+		if c.writeDeadline.Before(now.Add(c.writeTimeout - c.writeTimeout/8)) {
+			c.writeDeadline = now.Add(c.writeTimeout)
+			c.nc.SetWriteDeadline(c.writeDeadline)
+		}
+	}
+	_, err := c.nc.Write(c.out)
+	if cap(c.out) > flushThreshold {
+		c.out = nil // a burst of large replies: do not keep its buffer
+	} else {
+		c.out = c.out[:0]
+	}
+	if err != nil {
+		c.werr = err
+	}
+	return err
+}
+
+// writeReason names the end of a connection whose write failed.
+func writeReason(err error) CloseReason {
+	switch {
+	case isTimeoutErr(err):
+		return CloseSlowConsumer
+	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
+		return ClosePeer
+	}
+	return CloseError
+}
+
+// response is the ResponseWriter of a stream connection.
+type response struct{ c *conn }
+
+var _ ResponseWriter = (*response)(nil)
+
+// Write sends p as one framed reply.
+func (r *response) Write(p []byte) (int, error) {
+	if r.c.hungUp {
+		return 0, ErrHungUp
+	}
+	return r.c.writeReply(p)
+}
