@@ -6,7 +6,8 @@ type CloseReason uint8
 
 // The ways a connection can end.
 const (
-	// ClosePeer: the peer closed its side (or reset) between messages.
+	// ClosePeer: the peer closed its side between messages, or reset the
+	// connection (between messages or not).
 	ClosePeer CloseReason = iota
 	// CloseTruncated: the peer closed its side in the middle of a frame.
 	CloseTruncated
