@@ -89,8 +89,25 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (*ClientConn, err
 // NewClientConn wraps an established connection, framing as d says. It is
 // for connections made by other means, such as a TLS or proxy dialer.
 func NewClientConn(nc net.Conn, d *Dialer) *ClientConn {
-	_, packet := nc.(net.PacketConn)
-	return newClientConn(nc, packet, d)
+	return newClientConn(nc, isDatagramConn(nc), d)
+}
+
+// isDatagramConn reports whether nc carries datagrams (UDP, unixgram). The
+// net.PacketConn interface alone cannot tell: a Unix stream connection,
+// *net.UnixConn, implements it too.
+func isDatagramConn(nc net.Conn) bool {
+	if _, ok := nc.(net.PacketConn); !ok {
+		return false
+	}
+	for _, a := range []net.Addr{nc.LocalAddr(), nc.RemoteAddr()} {
+		if a != nil {
+			switch a.Network() {
+			case "unix", "unixpacket":
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func newClientConn(nc net.Conn, packet bool, d *Dialer) *ClientConn {

@@ -321,27 +321,7 @@ func (c *conn) finish(reason CloseReason) {
 	c.srv.untrackConn(c, reason)
 }
 
-// closeNow closes nc after a failed write. A TLS connection is closed
-// without a close_notify alert: after a write timeout its stream may end
-// in the middle of a record, which the alert would corrupt (the peer reads
-// "bad record MAC"), and writing the alert to a peer that does not read
-// blocks for up to five seconds, holding a slow consumer well past
-// WriteTimeout.
-func closeNow(nc net.Conn) {
-	if tc, ok := nc.(*tls.Conn); ok {
-		tc.NetConn().Close()
-		return
-	}
-	nc.Close()
-}
-
 func isTimeoutErr(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// Close hangs up after the replies are flushed.
-func (r *response) Close() error {
-	r.c.hungUp = true
-	return nil
 }

@@ -1,6 +1,7 @@
 package porta
 
 import (
+	"crypto/tls"
 	"net"
 	"time"
 )
@@ -50,6 +51,20 @@ func closeGracefully(nc net.Conn, timeout time.Duration) {
 				break
 			}
 		}
+	}
+	nc.Close()
+}
+
+// closeNow closes nc after a failed write. A TLS connection is closed
+// without a close_notify alert: after a write timeout its stream may end
+// in the middle of a record, which the alert would corrupt (the peer reads
+// "bad record MAC"), and writing the alert to a peer that does not read
+// blocks for up to five seconds, holding a slow consumer well past
+// WriteTimeout.
+func closeNow(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
 	}
 	nc.Close()
 }

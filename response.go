@@ -84,3 +84,9 @@ func (r *response) Write(p []byte) (int, error) {
 	}
 	return r.c.writeReply(p)
 }
+
+// Close hangs up after the replies are flushed.
+func (r *response) Close() error {
+	r.c.hungUp = true
+	return nil
+}

@@ -390,17 +390,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the server at once: it closes the listeners, the UDP sockets
 // and every connection, without flushing. Serve and ServePacket return
 // ErrServerClosed. Use Shutdown to lose no reply.
+//
+// Sockets are closed outside the server's lock and without TLS
+// close_notify alerts, which could block for seconds each on a peer that
+// does not read.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.inShutdown.Store(true)
 	s.closeListenersLocked()
+	packets := make([]net.PacketConn, 0, len(s.packets))
 	for pc := range s.packets {
+		packets = append(packets, pc)
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, pc := range packets {
 		pc.Close()
 	}
-	for c := range s.conns {
+	for _, c := range conns {
 		c.cancelContext()
-		c.nc.Close()
+		closeNow(c.nc)
 	}
 	return nil
 }
