@@ -30,6 +30,7 @@ type conn struct {
 	msg       Message
 	resp      response
 	out       []byte     // framed replies not yet written
+	outBuf    *outBuffer // the pooled array behind out, while held
 	hungUp    bool       // the handler asked to close
 	werr      error      // the write error that ended writing
 	closeErr  error      // why the connection ended, for the close log line
@@ -40,7 +41,7 @@ type conn struct {
 	stats     connCounters
 	opened    time.Time
 	idleSince atomic.Int64 // Unix nanoseconds when the connection last waited for input
-	idle      idleWaiter   // waits for input without a buffer
+	in        rawReader    // reads without holding a buffer while waiting
 
 	idleTimeout, frameTimeout, writeTimeout time.Duration
 	readDeadline, writeDeadline             time.Time // as last set on nc
@@ -62,7 +63,7 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	c.dec.SetReadSize(s.readSize())
 	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), conn: c}
 	c.resp.c = c
-	c.idle.init(nc, c.releaseBuffers)
+	c.in.init(nc, c.dec, c.releaseBuffers)
 	c.idleSince.Store(c.opened.UnixNano())
 	s.counters.connsTotal.Add(1)
 	ls.total.Add(1)
@@ -206,14 +207,7 @@ func (c *conn) loop() CloseReason {
 		if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
 			return CloseShutdown
 		}
-		if c.dec.Buffered() == 0 {
-			err = c.idle.wait()
-		}
-		if err == nil || !isTimeoutErr(err) {
-			// Read after a failed wait too: the read reports the
-			// failure, and the decoder keeps it for Decode.
-			err = c.dec.Fill()
-		}
+		err = c.in.Fill()
 		if err == nil || !isTimeoutErr(err) {
 			continue // data, or an end that Decode reports in turn
 		}
@@ -230,18 +224,17 @@ func (c *conn) loop() CloseReason {
 	}
 }
 
-// idleOutCap is the largest reply buffer an idle connection keeps; a
-// larger one, left by a burst of big replies, is dropped while it waits.
-const idleOutCap = 512
-
-// releaseBuffers drops the connection's buffers before it waits for input,
-// so that an idle connection holds no buffer memory: the read buffer goes
-// back to the pool, and a large reply buffer to the garbage collector.
+// releaseBuffers gives the connection's buffers back to their pools
+// before it waits for input (its replies are flushed by then), so that an
+// idle connection holds no buffer memory. A reply buffer that grew past
+// the pooled size is left to the garbage collector.
 func (c *conn) releaseBuffers() {
 	c.dec.Release()
-	if cap(c.out) > idleOutCap {
-		c.out = nil
+	if c.outBuf != nil {
+		outPool.Put(c.outBuf)
+		c.outBuf = nil
 	}
+	c.out = nil
 }
 
 // serveMessage passes one message to the handler.

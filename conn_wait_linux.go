@@ -3,26 +3,46 @@
 package porta
 
 import (
+	"io"
+	"os"
 	"syscall"
-	"unsafe"
+
+	"github.com/porta-project/porta/frame"
 )
 
-// idleWaiter lets a connection wait for input without holding a read
-// buffer, so that an idle connection costs no buffer memory. It uses the
-// runtime's poller through syscall.RawConn: a non-blocking peek tells
-// whether input is already there; if not, the connection releases its
-// buffers and sleeps until the socket is readable.
-type idleWaiter struct {
+// rawReader reads a connection's input without holding a read buffer
+// while the connection waits, so that an idle connection costs no buffer
+// memory, and with no more system calls than Go's own reads.
+//
+// It reads inside syscall.RawConn.Read: a non-blocking read into the
+// decoder's buffer; only if nothing is there does it release the buffers
+// and let the runtime's poller sleep until the socket is readable, then
+// read again into a fresh buffer. Both steps happen in one RawConn.Read
+// call, in which the poller cannot lose a readiness report: a separate
+// "check, then wait" would (RawConn.Read resets the readiness state).
+type rawReader struct {
 	raw    syscall.RawConn
-	check  func(fd uintptr) bool // c.readable, bound once per connection
-	woken  bool                  // the poller has reported the socket readable
+	dec    *frame.Decoder
 	onIdle func()                // releases the buffers before sleeping
-	peek   [1]byte
+	fill   func(fd uintptr) bool // r.fillOnce, bound once per connection
+	read   func([]byte) (int, error)
+	fd     uintptr
+	err    error // what the last fill returned
 }
 
-// init prepares w for nc; it is a no-op for connections without raw
-// access, such as TLS, which then wait inside their reads.
-func (w *idleWaiter) init(nc any, onIdle func()) {
+// errWouldBlock is what a non-blocking read returns when there is no
+// input. It reports itself as a timeout, so the decoder does not keep it.
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string { return "porta: no input yet" }
+func (wouldBlock) Timeout() bool { return true }
+
+// init prepares r for nc; it leaves r unused (raw nil) for connections
+// without raw access, such as TLS, which read with a buffer held.
+func (r *rawReader) init(nc any, dec *frame.Decoder, onIdle func()) {
+	r.dec = dec
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return
@@ -31,33 +51,54 @@ func (w *idleWaiter) init(nc any, onIdle func()) {
 	if err != nil {
 		return
 	}
-	w.raw, w.onIdle = raw, onIdle
-	w.check = w.readable
+	r.raw, r.onIdle = raw, onIdle
+	r.fill, r.read = r.fillOnce, r.readFD
 }
 
-// wait blocks until the connection has input, end of stream or an error to
-// report, or the read deadline passes (then it returns the deadline error).
-// It returns nil at once where raw access is not available.
-func (w *idleWaiter) wait() error {
-	if w.raw == nil {
-		return nil
+// Fill reads once into the decoder, as frame.Decoder.Fill does, waiting
+// for input if there is none. It returns the read deadline's error if the
+// deadline passes first.
+func (r *rawReader) Fill() error {
+	if r.raw == nil {
+		return r.dec.Fill()
 	}
-	w.woken = false
-	return w.raw.Read(w.check)
+	if err := r.raw.Read(r.fill); err != nil {
+		if isTimeoutErr(err) {
+			return err // a deadline: the caller decides
+		}
+		// Closed or failed: let the decoder keep the error for Decode,
+		// as it keeps a failed read's.
+		return r.dec.FillFrom(func([]byte) (int, error) { return 0, err })
+	}
+	return r.err
 }
 
-// readable is called by the poller: first before waiting, then after each
+// fillOnce is called by the poller: before waiting, and after each
 // readiness report. Returning true ends the wait.
-func (w *idleWaiter) readable(fd uintptr) bool {
-	if w.woken {
-		return true // readable now; a spurious report just makes the read wait
+func (r *rawReader) fillOnce(fd uintptr) bool {
+	r.fd = fd
+	r.err = r.dec.FillFrom(r.read)
+	if r.err == errWouldBlock {
+		r.onIdle()
+		return false
 	}
-	w.woken = true
-	_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&w.peek[0])), 1,
-		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	if errno != syscall.EAGAIN {
-		return true // input, end of stream or an error: the read will tell
+	return true
+}
+
+// readFD is one non-blocking read(2) of the connection's socket.
+func (r *rawReader) readFD(p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(r.fd), p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, os.NewSyscallError("read", err)
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
 	}
-	w.onIdle()
-	return false
 }

@@ -2,10 +2,14 @@
 
 package porta
 
-// idleWaiter is a no-op where raw socket access is not used: connections
-// wait for input inside their reads, holding their read buffer.
-type idleWaiter struct{}
+import "github.com/porta-project/porta/frame"
 
-func (w *idleWaiter) init(nc any, onIdle func()) {}
+// rawReader reads through the decoder's own reader where raw socket
+// access is not used: connections wait inside their reads, holding their
+// read buffer.
+type rawReader struct{ dec *frame.Decoder }
 
-func (w *idleWaiter) wait() error { return nil }
+func (r *rawReader) init(nc any, dec *frame.Decoder, onIdle func()) { r.dec = dec }
+
+// Fill reads once into the decoder.
+func (r *rawReader) Fill() error { return r.dec.Fill() }

@@ -2,6 +2,7 @@ package porta
 
 import (
 	"errors"
+	"sync"
 	"syscall"
 	"time"
 
@@ -13,10 +14,26 @@ import (
 // a long pipeline never holds more than this much output.
 const flushThreshold = 64 << 10
 
+// outBufSize is the size of the reply buffer a connection takes from a
+// shared pool when it has replies to write and gives back when it waits:
+// room for a pipelined batch of small replies. Larger batches grow it.
+const outBufSize = 4 << 10
+
+// outBuffer is a pooled reply buffer.
+type outBuffer [outBufSize]byte
+
+var outPool = sync.Pool{New: func() any { return new(outBuffer) }}
+
 // writeReply frames and buffers one reply; the ResponseWriter's Write.
 func (c *conn) writeReply(p []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
+	}
+	if c.out == nil {
+		if c.outBuf == nil {
+			c.outBuf = outPool.Get().(*outBuffer)
+		}
+		c.out = c.outBuf[:0]
 	}
 	c.out = frame.Append(c.out, c.replyFraming(), p)
 	c.stats.sent(len(p))

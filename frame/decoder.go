@@ -173,6 +173,15 @@ func dropCR(b []byte) []byte {
 // passed deadline on a net.Conn) is returned but not kept, so the caller
 // may set a new deadline and call Fill again.
 func (d *Decoder) Fill() error {
+	return d.FillFrom(d.r.Read)
+}
+
+// FillFrom is Fill with read in place of the reader's Read: it calls read
+// exactly once, with the buffer space to fill (never empty), unless the
+// stream has already ended. It lets a caller read by other means, such as
+// a non-blocking system call, and still use the decoder's buffer and
+// limits.
+func (d *Decoder) FillFrom(read func(p []byte) (int, error)) error {
 	if d.bad != nil {
 		return d.bad
 	}
@@ -188,7 +197,7 @@ func (d *Decoder) Fill() error {
 		d.bad = ErrTooLong
 		return d.bad
 	}
-	n, err := d.r.Read(p)
+	n, err := read(p)
 	d.end += n
 	if d.framing == Auto && n > 0 {
 		d.framing = Raw
