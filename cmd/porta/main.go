@@ -34,6 +34,7 @@ var commands = []command{
 	{"serve", "serve messages on one or more addresses", runServe},
 	{"send", "send messages and print the replies", runSend},
 	{"chat", "talk to a server interactively", runChat},
+	{"bench", "generate load and check every reply", runBench},
 }
 
 // env is what a command may touch of the process: its streams, so that

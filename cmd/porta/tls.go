@@ -114,7 +114,12 @@ func (t *clientTLS) set() bool {
 // the command should stop, with exit status code: a usage error, or a file
 // that cannot be loaded.
 func (cfg *clientConfig) setupTLS(e *env, fs *flagSet, addr string) (code int, ok bool) {
-	t := cfg.tls
+	return cfg.tls.setup(e, fs, addr)
+}
+
+// setup checks the TLS flags against addr and loads their files into
+// t.config; see clientConfig.setupTLS. send, chat and bench share it.
+func (t *clientTLS) setup(e *env, fs *flagSet, addr string) (code int, ok bool) {
 	if (t.cert == "") != (t.key == "") {
 		return usageFail(e, fs, "--cert and --key must be given together"), false
 	}

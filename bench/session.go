@@ -1,0 +1,424 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/porta-project/porta/frame"
+)
+
+// A plan is what every connection of a run shares: the settings and the
+// clock. The times are nanoseconds since base, on the monotonic clock.
+type plan struct {
+	*settings
+	base  time.Time
+	start chan struct{} // closed when the load starts; t0, mStart, mEnd are set before
+	stop  atomic.Bool   // the run was cancelled: stop at once
+
+	holding atomic.Bool // some connections are in the hold phase
+
+	t0     int64 // the load (and the warmup) starts
+	mStart int64 // measuring starts
+	mEnd   int64 // measuring ends; math.MaxInt64 without a time limit
+
+	interval float64 // open model: nanoseconds between one connection's messages
+}
+
+func newPlan(s *settings) *plan {
+	p := &plan{settings: s, base: time.Now(), start: make(chan struct{})}
+	if s.Rate > 0 {
+		p.interval = float64(s.Conns) * 1e9 / s.Rate
+	}
+	return p
+}
+
+// now returns the time since the plan's base.
+func (p *plan) now() int64 { return int64(time.Since(p.base)) }
+
+// begin fixes the phase times from t0 and starts the load.
+func (p *plan) begin() {
+	p.t0 = p.now()
+	p.mStart = p.t0 + int64(p.Warmup)
+	p.mEnd = math.MaxInt64
+	if p.Duration > 0 {
+		p.mEnd = p.mStart + int64(p.Duration)
+	}
+	close(p.start)
+}
+
+// maxExamples is how many examples of errors each recorder keeps, and a
+// Result shows.
+const maxExamples = 5
+
+// latencySink is a histogram being recorded into: dense for an epoll loop,
+// sparse for one connection of the goroutine engine.
+type latencySink interface {
+	RecordValues(v, n int64) error
+}
+
+// A recorder collects what one goroutine observes: counts, latencies and
+// the first examples of errors. Only its goroutine writes it, except the
+// live counters, which the progress reporter reads.
+type recorder struct {
+	lat      latencySink
+	runValue int64 // a run of equal latencies not yet in lat
+	runCount int64
+	connects []int64 // connection times, ns
+	counts   [numKinds]int64
+	examples []Example
+	messages int64 // replies counted
+	last     int64 // when the last counted reply came
+
+	live liveCounts
+}
+
+// liveCounts are a recorder's running totals for progress reports.
+type liveCounts struct {
+	messages, errors atomic.Int64
+	_                [48]byte // keep recorders' counters on separate cache lines
+}
+
+func newRecorder(sparse bool) *recorder {
+	r := &recorder{}
+	if sparse {
+		r.lat = hdrhistogram.NewPacked(1, maxLatency, latencyDigits)
+	} else {
+		r.lat = hdrhistogram.New(1, maxLatency, latencyDigits)
+	}
+	return r
+}
+
+// record records one latency. Replies read together to messages sent
+// together have the same latency, so equal values are collected and
+// recorded as one run.
+func (r *recorder) record(v int64) {
+	if v == r.runValue {
+		r.runCount++
+		return
+	}
+	r.flush()
+	r.runValue, r.runCount = v, 1
+}
+
+// flush records the collected run of latencies.
+func (r *recorder) flush() {
+	if r.runCount > 0 {
+		r.lat.RecordValues(r.runValue, r.runCount)
+		r.runCount = 0
+	}
+}
+
+// fail counts n errors of kind k, keeping ex as an example if there is
+// room.
+func (r *recorder) fail(k ErrorKind, n int64, ex Example) {
+	if n <= 0 {
+		return
+	}
+	r.counts[k] += n
+	r.live.errors.Add(n)
+	if len(r.examples) < maxExamples {
+		ex.Kind = k.String()
+		r.examples = append(r.examples, ex)
+	}
+}
+
+// A session is the state of one connection's conversation, whichever
+// engine carries it: what to send next, what is outstanding and what the
+// next reply must be. Only one goroutine uses it at a time.
+type session struct {
+	p   *plan
+	rec *recorder
+	id  int // the connection's index, 0 to Conns-1
+
+	msg        body    // the next message
+	want       body    // the next expected reply's body (echo and upper)
+	wantFramed []byte  // the next expected reply, framed
+	ring       []int64 // send stamps of the outstanding messages, oldest at head
+	head       int
+	out        int // messages outstanding
+
+	sent, recvd uint64 // messages sent; replies received
+	quota       int64  // Messages mode: messages left to send while measuring
+	countFrom   uint64 // Messages mode: the first message sent while measuring
+	sched       uint64 // open model: scheduled messages sent
+	due         int    // open model: messages due and not yet sent
+	stopped     bool   // sends no more
+	lastActive  int64  // last send with nothing outstanding, or last reply
+	rawMatched  int    // Raw framing: bytes of the current reply matched
+	started     bool   // the load has started: the plan's times are set
+}
+
+func newSession(p *plan, rec *recorder, id int) *session {
+	ss := &session{
+		p:         p,
+		rec:       rec,
+		id:        id,
+		msg:       newBody(p.Size, false),
+		ring:      make([]int64, p.Pipeline),
+		quota:     -1,
+		countFrom: math.MaxUint64,
+	}
+	if p.expect == expectText {
+		ss.wantFramed = frame.Append(nil, p.Framing, p.text)
+	} else {
+		want := newBody(p.Size, p.expect == expectUpper)
+		ss.wantFramed = frame.Append(nil, p.Framing, want.b)
+		// The expected body is the framed reply's body, so that advancing
+		// it advances the framed reply too.
+		off := 0
+		if p.Framing == frame.Length {
+			off = frame.HeaderLen
+		}
+		want.b = ss.wantFramed[off : off+p.Size]
+		ss.want = want
+	}
+	if p.Messages > 0 {
+		ss.quota = p.Messages / int64(p.Conns)
+		if int64(id) < p.Messages%int64(p.Conns) {
+			ss.quota++
+		}
+	}
+	return ss
+}
+
+// scheduled returns the open model's send time of the connection's
+// message number k.
+func (ss *session) scheduled(k uint64) int64 {
+	return ss.p.t0 + int64((float64(k)*float64(ss.p.Conns)+float64(ss.id))*1e9/ss.p.Rate)
+}
+
+// schedule makes due the open model's messages scheduled up to now, and
+// returns the time of the next one.
+func (ss *session) schedule(now int64) int64 {
+	for {
+		t := ss.scheduled(ss.sched + uint64(ss.due))
+		if t > now || t >= ss.p.mEnd {
+			return t
+		}
+		ss.due++
+	}
+}
+
+// checkStop stops sending when the measured time is over, the run was
+// cancelled, or the quota is spent, and reports whether sends stopped.
+func (ss *session) checkStop(now int64) bool {
+	if !ss.stopped && (now >= ss.p.mEnd || ss.p.stop.Load() || ss.quota == 0) {
+		ss.stopped = true
+	}
+	return ss.stopped
+}
+
+// done reports whether the session has nothing more to do: it sends no
+// more and nothing is outstanding.
+func (ss *session) done() bool { return ss.stopped && ss.out == 0 }
+
+// appendMessages appends the messages the session may send now to dst,
+// framed, stamps them and returns dst. In the closed model it fills the
+// pipeline; in the open model it sends the due messages that the pipeline
+// has room for.
+func (ss *session) appendMessages(dst []byte, now int64) []byte {
+	if ss.checkStop(now) {
+		return dst
+	}
+	n := ss.p.Pipeline - ss.out
+	open := ss.p.Rate > 0
+	if open {
+		n = min(n, ss.due)
+	}
+	measuring := now >= ss.p.mStart
+	if measuring && ss.quota >= 0 {
+		n = int(min(int64(n), ss.quota))
+		ss.quota -= int64(n)
+	}
+	if n <= 0 {
+		ss.checkStop(now)
+		return dst
+	}
+	if measuring && ss.countFrom == math.MaxUint64 {
+		ss.countFrom = ss.sent
+	}
+	if ss.out == 0 {
+		ss.lastActive = now
+	}
+	for range n {
+		stamp := now
+		if open {
+			stamp = ss.scheduled(ss.sched)
+			ss.sched++
+			ss.due--
+		}
+		i := ss.head + ss.out
+		if i >= len(ss.ring) {
+			i -= len(ss.ring)
+		}
+		ss.ring[i] = stamp
+		ss.out++
+		dst = frame.Append(dst, ss.p.Framing, ss.msg.b)
+		ss.msg.next()
+		ss.sent++
+	}
+	ss.checkStop(now)
+	return dst
+}
+
+// pop drops the oldest outstanding message's stamp from the ring.
+func (ss *session) pop() {
+	ss.head++
+	if ss.head == len(ss.ring) {
+		ss.head = 0
+	}
+}
+
+// reply checks one reply that arrived at now and records it.
+func (ss *session) reply(p []byte, now int64) {
+	if ss.out == 0 {
+		ss.rec.fail(KindExtra, 1, Example{Conn: ss.id, Seq: ss.recvd, Got: quote(p), At: ss.at(now)})
+		return
+	}
+	seq, stamp := ss.take(now)
+	if ss.p.expect == expectText {
+		if !bytes.Equal(p, ss.p.text) {
+			ss.rec.fail(KindWrong, 1, Example{Conn: ss.id, Seq: seq, Got: quote(p), Want: quote(ss.p.text), At: ss.at(now)})
+			return
+		}
+	} else {
+		ok := bytes.Equal(p, ss.want.b)
+		if !ok {
+			ss.mismatch(p, seq, now)
+		}
+		ss.want.next()
+		if !ok {
+			return
+		}
+	}
+	ss.count(seq, stamp, now)
+}
+
+// take takes the oldest outstanding message off the ring, as its reply
+// has come, and returns its sequence number and stamp.
+func (ss *session) take(now int64) (seq uint64, stamp int64) {
+	stamp = ss.ring[ss.head]
+	ss.pop()
+	ss.out--
+	ss.lastActive = now
+	seq = ss.recvd
+	ss.recvd++
+	return seq, stamp
+}
+
+// mismatch counts a reply p that is not the expected one.
+func (ss *session) mismatch(p []byte, seq uint64, now int64) {
+	ex := Example{Conn: ss.id, Seq: seq, Got: quote(p), Want: quote(ss.want.b), At: ss.at(now)}
+	if got, ok := ss.want.seq(p); ok {
+		ex.Err = fmt.Sprintf("reply of message %d where message %d's was due", got, ss.want.current())
+		ss.rec.fail(KindReordered, 1, ex)
+		return
+	}
+	ss.rec.fail(KindWrong, 1, ex)
+}
+
+// count records a correct reply to message seq, sent (or scheduled) at
+// stamp, if it falls in the measured part of the run.
+func (ss *session) count(seq uint64, stamp, now int64) {
+	if ss.quota >= 0 {
+		if seq < ss.countFrom {
+			return
+		}
+	} else if now < ss.p.mStart || now >= ss.p.mEnd {
+		return
+	}
+	ss.rec.record(min(max(now-stamp, 1), maxLatency))
+	ss.rec.messages++
+	ss.rec.last = max(ss.rec.last, now)
+}
+
+// stream matches bytes received against the expected replies, framed, as
+// one stream of bytes, and counts each reply as it completes: the fast way
+// to check correct replies, with no framing to parse. It stops at the
+// first byte that differs or that comes with nothing outstanding, and
+// returns the number of bytes matched and whether all of p matched. The
+// bytes of a reply under way are held in ss.rawMatched.
+func (ss *session) stream(p []byte, now int64) (int, bool) {
+	n := 0
+	for n < len(p) {
+		if ss.out == 0 {
+			return n, false
+		}
+		rest := ss.wantFramed[ss.rawMatched:]
+		k := min(len(rest), len(p)-n)
+		if !bytes.Equal(p[n:n+k], rest[:k]) {
+			return n, false
+		}
+		n += k
+		ss.rawMatched += k
+		if ss.rawMatched < len(ss.wantFramed) {
+			break
+		}
+		ss.rawMatched = 0
+		seq, stamp := ss.take(now)
+		if ss.p.expect != expectText {
+			ss.want.next()
+		}
+		ss.count(seq, stamp, now)
+	}
+	return n, true
+}
+
+// partial returns the bytes of the reply under way that stream has
+// matched: to hand them to a decoder when the stream goes wrong.
+func (ss *session) partial() []byte { return ss.wantFramed[:ss.rawMatched] }
+
+// rawBytes matches bytes received with Raw framing against the expected
+// replies, which are told apart only by their length. It returns false if
+// the stream went wrong and the connection must be closed, as it cannot be
+// resynchronised.
+func (ss *session) rawBytes(p []byte, now int64) bool {
+	n, ok := ss.stream(p, now)
+	if ok {
+		return true
+	}
+	p = p[n:]
+	if ss.out == 0 {
+		ss.rec.fail(KindExtra, 1, Example{Conn: ss.id, Seq: ss.recvd, Got: quote(p), At: ss.at(now)})
+		return false
+	}
+	rest := ss.wantFramed[ss.rawMatched:]
+	k := min(len(rest), len(p))
+	ss.rec.fail(KindWrong, 1, Example{Conn: ss.id, Seq: ss.recvd, Got: quote(p[:k]), Want: quote(rest[:k]),
+		Err: fmt.Sprintf("differs at byte %d of the reply", ss.rawMatched), At: ss.at(now)})
+	ss.take(now) // counted as wrong, not missing
+	return false
+}
+
+// end records that the connection ended with err (nil when the run ended
+// it): kind k for the connection, and its outstanding messages as missing.
+// A connection that ends at a cancelled run's close loses nothing.
+func (ss *session) end(k ErrorKind, err error, now int64) {
+	if err != nil {
+		ss.rec.fail(k, 1, Example{Conn: ss.id, Seq: ss.recvd, Err: err.Error(), At: ss.at(now)})
+	}
+	if !ss.p.stop.Load() {
+		ss.rec.fail(KindMissing, int64(ss.out), Example{Conn: ss.id, Seq: ss.recvd,
+			Err: fmt.Sprintf("%d messages unanswered when the connection ended", ss.out), At: ss.at(now)})
+	}
+	ss.out = 0
+	ss.stopped = true
+}
+
+// timedOut reports whether the session has waited longer than the timeout
+// for a reply.
+func (ss *session) timedOut(now int64) bool {
+	return ss.out > 0 && now-ss.lastActive > int64(ss.p.Timeout)
+}
+
+// at converts a plan time to seconds since the load started.
+func (ss *session) at(now int64) float64 {
+	if !ss.started {
+		return 0
+	}
+	return float64(now-ss.p.t0) / 1e9
+}
