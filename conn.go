@@ -193,6 +193,7 @@ func (c *conn) loop() CloseReason {
 		// One clock reading serves the flush and the read (time.Now
 		// costs tens of nanoseconds on some virtual machines).
 		now := time.Now()
+		c.stats.publish()
 		if err := c.flush(now); err != nil {
 			return writeReason(err)
 		}
@@ -302,15 +303,16 @@ func (c *conn) finish(reason CloseReason) {
 	attrs := []any{
 		"peer", addrString(c.nc.RemoteAddr()),
 		"reason", reason.String(),
-		"messages", c.stats.msgsIn.Load(),
-		"bytes_in", c.stats.bytesIn.Load(),
-		"bytes_out", c.stats.bytesOut.Load(),
+		"messages", c.stats.msgsIn,
+		"bytes_in", c.stats.bytesIn,
+		"bytes_out", c.stats.bytesOut,
 		"duration", time.Since(c.opened).Round(time.Millisecond),
 	}
 	if c.closeErr != nil {
 		attrs = append(attrs, "err", c.closeErr.Error())
 	}
 	c.srv.logger().Info("connection closed", attrs...)
+	c.stats.publish()
 	c.srv.untrackConn(c, reason)
 }
 

@@ -65,7 +65,7 @@ func benchmarkHotPath(b *testing.B, f frame.Framing, h Handler, perBatch int) {
 	if reason != ClosePeer {
 		b.Fatalf("loop ended with %v", reason)
 	}
-	if got := c.stats.msgsOut.Load(); got < uint64(b.N) {
+	if got := c.stats.msgsOut; got < uint64(b.N) {
 		b.Fatalf("answered %d of %d messages", got, b.N)
 	}
 }

@@ -76,29 +76,41 @@ type counters struct {
 	closed        [numCloseReasons]atomic.Uint64
 }
 
-// connCounters are one connection's counts. Only the connection's own
-// goroutine writes them (with a plain load and store, no locked
-// instruction); anyone may read them.
+// connCounters are one connection's counts. The connection's goroutine
+// counts in plain fields, with no atomic instruction per message (an
+// atomic store is a locked XCHG on amd64), and publishes them once per
+// batch of messages, before each read; others read the published copy.
 type connCounters struct {
-	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
+	msgsIn, msgsOut, bytesIn, bytesOut uint64 // the connection's goroutine only
+	pub                                struct {
+		msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
+	}
 }
 
 func (c *connCounters) received(n int) {
-	c.msgsIn.Store(c.msgsIn.Load() + 1)
-	c.bytesIn.Store(c.bytesIn.Load() + uint64(n))
+	c.msgsIn++
+	c.bytesIn += uint64(n)
 }
 
 func (c *connCounters) sent(n int) {
-	c.msgsOut.Store(c.msgsOut.Load() + 1)
-	c.bytesOut.Store(c.bytesOut.Load() + uint64(n))
+	c.msgsOut++
+	c.bytesOut += uint64(n)
 }
 
-// addTo adds the connection's counts to the server's totals.
+// publish makes the counts visible to Stats and Conns.
+func (c *connCounters) publish() {
+	c.pub.msgsIn.Store(c.msgsIn)
+	c.pub.msgsOut.Store(c.msgsOut)
+	c.pub.bytesIn.Store(c.bytesIn)
+	c.pub.bytesOut.Store(c.bytesOut)
+}
+
+// addTo adds the connection's published counts to the server's totals.
 func (c *connCounters) addTo(t *counters) {
-	t.msgsIn.Add(c.msgsIn.Load())
-	t.msgsOut.Add(c.msgsOut.Load())
-	t.bytesIn.Add(c.bytesIn.Load())
-	t.bytesOut.Add(c.bytesOut.Load())
+	t.msgsIn.Add(c.pub.msgsIn.Load())
+	t.msgsOut.Add(c.pub.msgsOut.Load())
+	t.bytesIn.Add(c.pub.bytesIn.Load())
+	t.bytesOut.Add(c.pub.bytesOut.Load())
 }
 
 // Stats returns a snapshot of the server's counters, including the counts
@@ -129,10 +141,10 @@ func (s *Server) Stats() Stats {
 		st.Rejected[i] = t.rejected[i].Load()
 	}
 	for c := range s.conns {
-		st.MessagesIn += c.stats.msgsIn.Load()
-		st.MessagesOut += c.stats.msgsOut.Load()
-		st.BytesIn += c.stats.bytesIn.Load()
-		st.BytesOut += c.stats.bytesOut.Load()
+		st.MessagesIn += c.stats.pub.msgsIn.Load()
+		st.MessagesOut += c.stats.pub.msgsOut.Load()
+		st.BytesIn += c.stats.pub.bytesIn.Load()
+		st.BytesOut += c.stats.pub.bytesOut.Load()
 	}
 	for _, ls := range s.listeners {
 		st.Listeners = append(st.Listeners, ls.snapshot(false))
@@ -156,10 +168,10 @@ func (s *Server) Conns() []ConnInfo {
 			Listener:    c.ls.addr,
 			Opened:      c.opened,
 			IdleSince:   time.Unix(0, c.idleSince.Load()),
-			MessagesIn:  c.stats.msgsIn.Load(),
-			MessagesOut: c.stats.msgsOut.Load(),
-			BytesIn:     c.stats.bytesIn.Load(),
-			BytesOut:    c.stats.bytesOut.Load(),
+			MessagesIn:  c.stats.pub.msgsIn.Load(),
+			MessagesOut: c.stats.pub.msgsOut.Load(),
+			BytesIn:     c.stats.pub.bytesIn.Load(),
+			BytesOut:    c.stats.pub.bytesOut.Load(),
 		})
 	}
 	return infos
