@@ -228,7 +228,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	var b strings.Builder
 	model := "closed model"
 	if r.Rate > 0 {
-		model = fmt.Sprintf("open model at %s msgs/s", group(int64(r.Rate)))
+		model = fmt.Sprintf("open model at %s msgs/s", FormatCount(int64(r.Rate)))
 	}
 	fmt.Fprintf(&b, "%s (%s engine)\n", r.Label, r.Engine)
 	fmt.Fprintf(&b, "  load        %s, expect %s, %s\n", r.shape(), r.Expect, model)
@@ -240,8 +240,8 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Interrupted {
 		interrupted = " (interrupted)"
 	}
-	fmt.Fprintf(&b, "  messages    %s in %s%s, %s errors%s\n", group(r.Messages), seconds(r.Seconds), warm, group(r.ErrorCount), interrupted)
-	fmt.Fprintf(&b, "  throughput  %s msgs/s, %.2f MB/s\n", group(int64(r.MsgsPerSec+0.5)), r.MBPerSec)
+	fmt.Fprintf(&b, "  messages    %s in %s%s, %s errors%s\n", FormatCount(r.Messages), seconds(r.Seconds), warm, FormatCount(r.ErrorCount), interrupted)
+	fmt.Fprintf(&b, "  throughput  %s msgs/s, %.2f MB/s\n", FormatCount(int64(r.MsgsPerSec+0.5)), r.MBPerSec)
 	l := r.Latency
 	fmt.Fprintf(&b, "  latency     min %s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
 		usText(l.Min), usText(l.P50), usText(l.P90), usText(l.P99), usText(l.P999), usText(l.Max))
@@ -249,16 +249,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "  connect     %d of %d connections, min %s  p50 %s  p99 %s  max %s\n",
 		c.Count, r.Conns, usText(c.Min), usText(c.P50), usText(c.P99), usText(c.Max))
 	if len(r.Errors) > 0 {
-		kinds := make([]string, 0, len(r.Errors))
-		for k := range r.Errors {
-			kinds = append(kinds, k)
-		}
-		slices.Sort(kinds)
-		parts := make([]string, len(kinds))
-		for i, k := range kinds {
-			parts[i] = fmt.Sprintf("%s %s", k, group(r.Errors[k]))
-		}
-		fmt.Fprintf(&b, "  errors      %s\n", strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "  errors      %s\n", r.ErrorSummary())
 		for _, ex := range r.Examples {
 			fmt.Fprintf(&b, "    at %s conn %d message %d: %s", seconds(ex.At), ex.Conn, ex.Seq, ex.Kind)
 			if ex.Err != "" {
@@ -320,19 +311,35 @@ func seconds(s float64) string {
 }
 
 // group formats n with thousands separators: 1234567 as "1,234,567".
-func group(n int64) string {
+
+// ErrorSummary lists the error counts by kind, in name order, such as
+// "missing 1, wrong 3"; empty when there were none.
+func (r *Result) ErrorSummary() string {
+	kinds := make([]string, 0, len(r.Errors))
+	for k := range r.Errors {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = k + " " + FormatCount(r.Errors[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// FormatCount formats n with thousands separators, such as "1,234,567",
+// as the reports print counts.
+func FormatCount(n int64) string {
+	if n < 0 {
+		return "-" + FormatCount(-n)
+	}
 	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
 	var b strings.Builder
 	for i, c := range s {
 		if i > 0 && (len(s)-i)%3 == 0 {
 			b.WriteByte(',')
 		}
 		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
 	}
 	return b.String()
 }

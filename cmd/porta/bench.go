@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -143,7 +142,7 @@ func runBench(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "porta bench: interrupted: %v\n", err)
 		return exitFailure
 	case !res.OK():
-		fmt.Fprintf(e.stderr, "porta bench: %s errors (%s)\n", groupInt(res.ErrorCount), errorSummary(res))
+		fmt.Fprintf(e.stderr, "porta bench: %s errors (%s)\n", bench.FormatCount(res.ErrorCount), res.ErrorSummary())
 		return exitFailure
 	}
 	return exitOK
@@ -247,20 +246,6 @@ func mergeSVG(e *env, files []string, out string) int {
 	return exitOK
 }
 
-// errorSummary lists the error counts by kind, such as "wrong 3, missing 1".
-func errorSummary(r *bench.Result) string {
-	kinds := make([]string, 0, len(r.Errors))
-	for k := range r.Errors {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
-	parts := make([]string, len(kinds))
-	for i, k := range kinds {
-		parts[i] = fmt.Sprintf("%s %s", k, groupInt(r.Errors[k]))
-	}
-	return strings.Join(parts, ", ")
-}
-
 // progressLine shows a run's progress on one terminal line, rewritten in
 // place, when stdout is a terminal; elsewhere it shows nothing. It also
 // says, on stderr, when the connections start being held idle.
@@ -287,7 +272,7 @@ func (pl *progressLine) update(p bench.Progress) {
 		return
 	}
 	fmt.Fprintf(pl.e.stdout, "\r\033[K%-7s %6.1fs  %s msgs  %s msgs/s  %s errors",
-		p.Phase, p.Elapsed.Round(100*time.Millisecond).Seconds(), groupInt(p.Messages), groupInt(int64(p.Rate)), groupInt(p.Errors))
+		p.Phase, p.Elapsed.Round(100*time.Millisecond).Seconds(), bench.FormatCount(p.Messages), bench.FormatCount(int64(p.Rate)), bench.FormatCount(p.Errors))
 	pl.shown = true
 }
 
@@ -297,20 +282,4 @@ func (pl *progressLine) clear() {
 		fmt.Fprint(pl.e.stdout, "\r\033[K")
 		pl.shown = false
 	}
-}
-
-// groupInt formats n with thousands separators.
-func groupInt(n int64) string {
-	s := fmt.Sprint(n)
-	if n < 0 {
-		return "-" + groupInt(-n)
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
