@@ -152,13 +152,7 @@ func (l *eloop) connectDone(c *econn, now int64) {
 }
 
 func (l *eloop) connectFailed(c *econn, err error, now int64) {
-	if c.fd >= 0 {
-		unix.Close(c.fd)
-		c.fd = -1
-	}
-	c.state = stateClosed
-	c.settled = true
-	c.ss.stopped = true
+	l.abandon(c)
 	c.ss.rec.fail(connectKind(err), 1, Example{Conn: c.ss.id, Err: err.Error()})
 }
 

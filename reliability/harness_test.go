@@ -50,21 +50,30 @@ func startServer(t testing.TB, srv *porta.Server, network string) *portatest.Ser
 // certificate.
 func startTLSServer(t testing.TB, srv *porta.Server) (addr string, client *tls.Config) {
 	t.Helper()
-	cfg, _, err := porta.SelfSignedTLSConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
+	cfg, client := selfSignedPair(t)
 	l, err := porta.ListenTLS("tls://127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveListener(t, srv, l), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	client.ServerName = "127.0.0.1"
+	return serveListener(t, srv, l), client
+}
+
+// selfSignedPair returns a server TLS configuration with a fresh
+// self-signed certificate and a client configuration that trusts it.
+func selfSignedPair(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	server, _, err := porta.SelfSignedTLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(server.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return server, &tls.Config{RootCAs: roots}
 }
 
 // serveListener serves srv on l and shuts it down gracefully when the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -118,17 +117,7 @@ func TestT12Soak(t *testing.T) {
 	warmUp := soak / 6 // the plan's 5 minutes of 30
 	sampleEvery := min(max(soak/120, 250*time.Millisecond), 10*time.Second)
 
-	tlsServer, _, err := porta.SelfSignedTLSConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(tlsServer.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	tlsClient := &tls.Config{RootCAs: roots}
+	tlsServer, tlsClient := selfSignedPair(t)
 
 	// Servers: 0 frames with Auto (line and raw), 1 with Length.
 	dir := t.TempDir()
