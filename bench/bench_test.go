@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,12 +315,7 @@ func TestRateLatencyFromSchedule(t *testing.T) {
 
 func TestConnectRefused(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := refusingAddr(t)
 	for _, eng := range engines() {
 		t.Run(eng, func(t *testing.T) {
 			t.Parallel()
@@ -471,4 +468,24 @@ func TestRepliesSplitAndCRLF(t *testing.T) {
 			wantOK(t, run(t, bench.Config{Addr: crlf, Engine: eng, Conns: 2, Pipeline: 4, Messages: 100}), 100)
 		})
 	}
+}
+
+// refusingAddr returns a loopback TCP address that refuses connections
+// for the rest of the test: a socket bound to it that does not listen,
+// so that no other test's listener can take the port meanwhile.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
