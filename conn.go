@@ -42,6 +42,7 @@ type conn struct {
 	opened    time.Time
 	idleSince atomic.Int64 // Unix nanoseconds when the connection last waited for input
 	in        rawReader    // reads without holding a buffer while waiting
+	busy      atomic.Bool  // serving input inside the poller (see rawReader)
 
 	idleTimeout, frameTimeout, writeTimeout time.Duration
 	readDeadline, writeDeadline             time.Time // as last set on nc
@@ -63,7 +64,7 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	c.dec.SetReadSize(s.readSize())
 	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), conn: c}
 	c.resp.c = c
-	c.in.init(nc, c.dec, c.releaseBuffers)
+	c.in.init(c)
 	c.idleSince.Store(c.opened.UnixNano())
 	s.counters.connsTotal.Add(1)
 	ls.total.Add(1)
@@ -173,20 +174,32 @@ func (c *conn) logOpened() {
 // and returns why.
 func (c *conn) loop() CloseReason {
 	for {
+		if reason, done := c.in.serve(); done {
+			return reason
+		}
+	}
+}
+
+// run serves the buffered messages and reads more until the connection
+// must end (done), or until it must wait for input (not done): its last
+// read found the socket empty. A connection without non-blocking reads
+// waits inside its reads and returns only when done.
+func (c *conn) run() (reason CloseReason, done bool) {
+	for {
 		body, ok, err := c.dec.Decode()
 		if ok {
 			c.frameStart = time.Time{}
 			c.serveMessage(body)
 			if c.werr != nil {
-				return writeReason(c.werr)
+				return writeReason(c.werr), true
 			}
 			if c.hungUp {
-				return CloseHangUp
+				return CloseHangUp, true
 			}
 			continue
 		}
 		if err != nil {
-			return c.readFailed(err)
+			return c.readFailed(err), true
 		}
 
 		// No complete message is buffered: flush the replies, then read.
@@ -195,7 +208,7 @@ func (c *conn) loop() CloseReason {
 		now := time.Now()
 		c.stats.publish()
 		if err := c.flush(now); err != nil {
-			return writeReason(err)
+			return writeReason(err), true
 		}
 		c.idleSince.Store(now.UnixNano())
 		if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
@@ -206,24 +219,49 @@ func (c *conn) loop() CloseReason {
 		// connection, so either this sees the flag or the wake-up comes
 		// after the deadline set above.
 		if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
-			return CloseShutdown
+			return CloseShutdown, true
 		}
-		err = c.in.Fill()
-		if err == nil || !isTimeoutErr(err) {
+		if c.in.drained {
+			return 0, false
+		}
+		err = c.in.fill()
+		switch {
+		case err == errWouldBlock:
+			return 0, false
+		case err == nil || !isTimeoutErr(err):
 			continue // data, or an end that Decode reports in turn
 		}
-		if c.readDeadline.IsZero() || time.Now().Before(c.readDeadline) {
-			// Woken early, by Shutdown, which moved the deadline into the
-			// past: note that, so the next read re-arms it.
-			c.readDeadline = aLongTimeAgo
-			continue
+		if reason, done := c.timedOut(); done {
+			return reason, true
 		}
-		if c.dec.Buffered() > 0 {
-			return CloseFrameTimeout
-		}
-		return CloseIdle
 	}
 }
+
+// timedOut is called when a wait for input ended at the read deadline. It
+// returns the reason to close, or not done if the wake-up came early,
+// from Shutdown, which moved the deadline into the past.
+func (c *conn) timedOut() (CloseReason, bool) {
+	if c.readDeadline.IsZero() || time.Now().Before(c.readDeadline) {
+		// Re-arm the deadline now: a read fails at once while its
+		// deadline is in the past.
+		c.readDeadline = aLongTimeAgo
+		c.armReadDeadline(time.Now())
+		return 0, false
+	}
+	if c.dec.Buffered() > 0 {
+		return CloseFrameTimeout, true
+	}
+	return CloseIdle, true
+}
+
+// errWouldBlock is what a non-blocking read returns when there is no
+// input. It reports itself as a timeout, so the decoder does not keep it.
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string { return "porta: no input yet" }
+func (wouldBlock) Timeout() bool { return true }
 
 // releaseBuffers gives the connection's buffers back to their pools
 // before it waits for input (its replies are flushed by then), so that an

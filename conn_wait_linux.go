@@ -4,46 +4,53 @@ package porta
 
 import (
 	"io"
+	"net"
 	"os"
 	"syscall"
-
-	"github.com/porta-project/porta/frame"
+	"unsafe"
 )
 
-// rawReader reads a connection's input without holding a read buffer
-// while the connection waits, so that an idle connection costs no buffer
-// memory, and with no more system calls than Go's own reads.
+// rawReader runs a connection's loop inside syscall.RawConn.Read, so that
+// the connection makes as few system calls as an event loop's and holds
+// no buffer while it waits.
 //
-// It reads inside syscall.RawConn.Read: a non-blocking read into the
-// decoder's buffer; only if nothing is there does it release the buffers
-// and let the runtime's poller sleep until the socket is readable, then
-// read again into a fresh buffer. Both steps happen in one RawConn.Read
-// call, in which the poller cannot lose a readiness report: a separate
-// "check, then wait" would (RawConn.Read resets the readiness state).
+// Go's poller is edge-triggered, and RawConn.Read resets its readiness
+// state when it starts: a goroutine that reads, returns, and calls Read
+// again to wait could miss input that arrived in between, so the usual
+// loop must see a read fail with EAGAIN before every wait. Inside one
+// RawConn.Read call the readiness state is kept, and for TCP the kernel
+// says how much input is left: the loop reads with recvmsg(2) and the
+// TCP_INQ option, serves the messages, writes the replies and, if the
+// read left nothing behind (no data, and no end of stream, which TCP_INQ
+// counts as input) and a write has succeeded since (so no reset had
+// arrived either: it would have failed the write), returns to the poller
+// without another read. Input that arrives after that read makes the
+// poller report the socket readable again, whether the report comes before
+// the wait or after it. One read and one write per message, as a
+// level-triggered epoll server makes. Other reads (Unix sockets, a read
+// with no reply after it) go on until EAGAIN.
+//
+// Handlers therefore run inside RawConn.Read, holding the socket's read
+// lock; Server.Close does not wait for a busy connection's socket (see
+// conn.closeNow).
 type rawReader struct {
-	raw    syscall.RawConn
-	dec    *frame.Decoder
-	onIdle func()                // releases the buffers before sleeping
-	fill   func(fd uintptr) bool // r.fillOnce, bound once per connection
-	read   func([]byte) (int, error)
-	fd     uintptr
-	err    error // what the last fill returned
+	c       *conn
+	raw     syscall.RawConn
+	step    func(fd uintptr) bool // r.stepOnce, bound once per connection
+	read    func([]byte) (int, error)
+	fd      uintptr
+	inq     bool // TCP_INQ is on: reads report the input left
+	drained bool // the last read left no input behind, and a write succeeded since
+	inqZero bool // the last read left no input behind
+	reason  CloseReason
+	done    bool
 }
 
-// errWouldBlock is what a non-blocking read returns when there is no
-// input. It reports itself as a timeout, so the decoder does not keep it.
-var errWouldBlock error = wouldBlock{}
-
-type wouldBlock struct{}
-
-func (wouldBlock) Error() string { return "porta: no input yet" }
-func (wouldBlock) Timeout() bool { return true }
-
-// init prepares r for nc; it leaves r unused (raw nil) for connections
+// init prepares r for c; it leaves r unused (raw nil) for connections
 // without raw access, such as TLS, which read with a buffer held.
-func (r *rawReader) init(nc any, dec *frame.Decoder, onIdle func()) {
-	r.dec = dec
-	sc, ok := nc.(syscall.Conn)
+func (r *rawReader) init(c *conn) {
+	r.c = c
+	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return
 	}
@@ -51,44 +58,72 @@ func (r *rawReader) init(nc any, dec *frame.Decoder, onIdle func()) {
 	if err != nil {
 		return
 	}
-	r.raw, r.onIdle = raw, onIdle
-	r.fill, r.read = r.fillOnce, r.readFD
+	r.raw = raw
+	r.step, r.read = r.stepOnce, r.readFD
+	if _, ok := c.nc.(*net.TCPConn); ok {
+		raw.Control(func(fd uintptr) {
+			r.inq = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpInq, 1) == nil
+		})
+	}
 }
 
-// Fill reads once into the decoder, as frame.Decoder.Fill does, waiting
-// for input if there is none. It returns the read deadline's error if the
-// deadline passes first.
-func (r *rawReader) Fill() error {
+// serve runs the connection's loop until it ends or, for a raw
+// connection, until its read deadline passes (timedOut decides).
+func (r *rawReader) serve() (CloseReason, bool) {
 	if r.raw == nil {
-		return r.dec.Fill()
+		return r.c.run()
 	}
-	if err := r.raw.Read(r.fill); err != nil {
-		if isTimeoutErr(err) {
-			return err // a deadline: the caller decides
-		}
-		// Closed or failed: let the decoder keep the error for Decode,
-		// as it keeps a failed read's.
-		return r.dec.FillFrom(func([]byte) (int, error) { return 0, err })
+	r.done = false
+	err := r.raw.Read(r.step)
+	if r.done || err == nil {
+		return r.reason, true
 	}
-	return r.err
+	if isTimeoutErr(err) {
+		return r.c.timedOut()
+	}
+	// Closed or failed: the decoder keeps the error, and the loop, with
+	// no complete message buffered, ends with it.
+	r.c.dec.FillFrom(func([]byte) (int, error) { return 0, err })
+	r.drained = false
+	return r.c.run()
 }
 
-// fillOnce is called by the poller: before waiting, and after each
-// readiness report. Returning true ends the wait.
-func (r *rawReader) fillOnce(fd uintptr) bool {
-	r.fd = fd
-	r.err = r.dec.FillFrom(r.read)
-	if r.err == errWouldBlock {
-		r.onIdle()
-		return false
+// stepOnce is called by the poller: first, and after each readiness
+// report. Returning true ends the wait.
+func (r *rawReader) stepOnce(fd uintptr) bool {
+	r.fd, r.drained, r.inqZero = fd, false, false
+	r.c.busy.Store(true)
+	r.reason, r.done = r.c.run()
+	r.c.busy.Store(false)
+	if !r.done {
+		r.c.releaseBuffers()
 	}
-	return true
+	return r.done
 }
 
-// readFD is one non-blocking read(2) of the connection's socket.
+// fill reads once into the decoder: a non-blocking read for a raw
+// connection, which returns errWouldBlock if there is no input.
+func (r *rawReader) fill() error {
+	if r.raw == nil {
+		return r.c.dec.Fill()
+	}
+	return r.c.dec.FillFrom(r.read)
+}
+
+// readFD is one non-blocking read of the connection's socket: recvmsg(2)
+// with TCP_INQ's count of the input left, where TCP_INQ is on, else
+// read(2).
 func (r *rawReader) readFD(p []byte) (int, error) {
+	r.inqZero, r.drained = false, false
 	for {
-		n, err := syscall.Read(int(r.fd), p)
+		var n int
+		var err error
+		left := 1
+		if r.inq {
+			n, left, err = recvInq(r.fd, p)
+		} else {
+			n, err = syscall.Read(int(r.fd), p)
+		}
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -99,6 +134,47 @@ func (r *rawReader) readFD(p []byte) (int, error) {
 		case n == 0:
 			return 0, io.EOF
 		}
+		r.inqZero = left == 0
 		return n, nil
 	}
 }
+
+// tcpInq is TCP_INQ (Linux 4.18): recvmsg(2) reports the bytes left to
+// read in a control message, and a non-zero count once the peer's end of
+// stream has arrived, so that a reader knows when a read emptied the
+// socket without reading again.
+const tcpInq = 36
+
+// recvInq reads into p with recvmsg(2) and returns the bytes read and the
+// input left, as TCP_INQ reports it (1, "read again", without a report).
+func recvInq(fd uintptr, p []byte) (n, left int, err error) {
+	var ctl [4]uint64 // one control message with an int32: aligned for Cmsghdr
+	iov := syscall.Iovec{Base: unsafe.SliceData(p)}
+	iov.SetLen(len(p))
+	msg := syscall.Msghdr{Iov: &iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&ctl))}
+	msg.SetControllen(syscall.CmsgSpace(4))
+	r, _, e := syscall.Syscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
+	if e != 0 {
+		return 0, 0, e
+	}
+	left = 1
+	if int(msg.Controllen) >= syscall.CmsgLen(4) {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&ctl))
+		if h.Level == syscall.IPPROTO_TCP && h.Type == tcpInq {
+			left = int(*(*int32)(unsafe.Add(unsafe.Pointer(&ctl), syscall.CmsgLen(0))))
+		}
+	}
+	return int(r), left, nil
+}
+
+// shutdown shuts the socket down in both directions without waiting for
+// its read lock.
+func (r *rawReader) shutdown() {
+	if r.raw != nil {
+		r.raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	}
+}
+
+// wrote notes a successful write: after a read that left no input, the
+// socket is known to be empty.
+func (r *rawReader) wrote() { r.drained = r.inqZero }

@@ -2,14 +2,24 @@
 
 package porta
 
-import "github.com/porta-project/porta/frame"
+// rawReader runs a connection's loop with the decoder's own reads where
+// raw socket access is not used: connections wait inside their reads,
+// holding their read buffer.
+type rawReader struct {
+	c       *conn
+	drained bool // never set: every wait is a blocking read
+}
 
-// rawReader reads through the decoder's own reader where raw socket
-// access is not used: connections wait inside their reads, holding their
-// read buffer.
-type rawReader struct{ dec *frame.Decoder }
+func (r *rawReader) init(c *conn) { r.c = c }
 
-func (r *rawReader) init(nc any, dec *frame.Decoder, onIdle func()) { r.dec = dec }
+// serve runs the connection's loop until it ends.
+func (r *rawReader) serve() (CloseReason, bool) { return r.c.run() }
 
-// Fill reads once into the decoder.
-func (r *rawReader) Fill() error { return r.dec.Fill() }
+// fill reads once into the decoder.
+func (r *rawReader) fill() error { return r.c.dec.Fill() }
+
+// shutdown does nothing: no connection is ever busy here.
+func (r *rawReader) shutdown() {}
+
+// wrote does nothing: every wait is a blocking read.
+func (r *rawReader) wrote() {}

@@ -68,3 +68,19 @@ func closeNow(nc net.Conn) {
 	}
 	nc.Close()
 }
+
+// closeNow closes the connection's socket at once, for Server.Close. A
+// busy connection (its loop running inside the poller, see rawReader)
+// holds its socket's read lock, and closing a socket waits for that lock:
+// the socket is shut down now, so that the peer sees the end at once, and
+// closed in the background when the connection's handler returns, so that
+// a handler may call Server.Close.
+func (c *conn) closeNow() {
+	if c.busy.Load() {
+		c.in.shutdown()
+		c.nc.SetDeadline(aLongTimeAgo)
+		go closeNow(c.nc)
+		return
+	}
+	closeNow(c.nc)
+}

@@ -74,6 +74,8 @@ func (c *conn) flush(now time.Time) error {
 	}
 	if err != nil {
 		c.werr = err
+	} else {
+		c.in.wrote()
 	}
 	return err
 }

@@ -412,7 +412,7 @@ func (s *Server) Close() error {
 	}
 	for _, c := range conns {
 		c.cancelContext()
-		closeNow(c.nc)
+		c.closeNow()
 	}
 	return nil
 }

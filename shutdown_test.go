@@ -356,6 +356,53 @@ func TestClose(t *testing.T) {
 	}
 }
 
+// TestCloseFromHandler checks that a handler may close its own server:
+// Close returns, and the handler's peer and the others see their
+// connections end, while the handler is still running.
+func TestCloseFromHandler(t *testing.T) {
+	t.Parallel()
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			closed := make(chan error, 1)
+			release := make(chan struct{})
+			var srv *porta.Server
+			srv = &porta.Server{Framing: frame.Line, Handler: porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+				if string(m.Body) != "stop" {
+					w.Write(m.Body)
+					return
+				}
+				closed <- srv.Close()
+				<-release // still running: Close must not wait for it
+			})}
+			r := serve(t, srv, network)
+			defer close(release)
+			other := r.dial(t, frame.Line)
+			exchange(t, other, "hi", "hi")
+			c := r.dial(t, frame.Line)
+			if err := c.Send([]byte("stop")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Fatalf("Close = %v", err)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatal("Close called from a handler did not return")
+			}
+			for _, c := range []*porta.ClientConn{c, other} {
+				if got, err := c.Receive(); err == nil || isTimeout(err) {
+					t.Fatalf("after Close got %q, %v; want the connection closed", got, err)
+				}
+			}
+			if err := r.serveErr(t); !errors.Is(err, porta.ErrServerClosed) {
+				t.Errorf("Serve = %v, want ErrServerClosed", err)
+			}
+		})
+	}
+}
+
 // TestShutdownPacket checks that ServePacket stops on Shutdown.
 func TestShutdownPacket(t *testing.T) {
 	t.Parallel()
