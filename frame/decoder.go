@@ -14,7 +14,9 @@ const initialBufSize = 4 << 10
 
 // bufPool recycles initial-size buffers between decoders, so that an idle
 // connection that has released its buffer costs no buffer memory.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, initialBufSize); return &b }}
+// It holds array pointers, which go in and out of the pool without an
+// allocation (a slice would need one for its header each time).
+var bufPool = sync.Pool{New: func() any { return new([initialBufSize]byte) }}
 
 // A Decoder splits the bytes of a stream into messages.
 //
@@ -220,7 +222,7 @@ func (d *Decoder) space() []byte {
 		d.start, d.end, d.scanned = 0, 0, 0
 	}
 	if d.buf == nil {
-		d.buf = *bufPool.Get().(*[]byte)
+		d.buf = bufPool.Get().(*[initialBufSize]byte)[:]
 	}
 	if d.framing == Raw || d.framing == Auto {
 		// One read is one message: read into an empty buffer, at most
@@ -294,8 +296,7 @@ func (d *Decoder) Release() {
 		return
 	}
 	if cap(d.buf) == initialBufSize {
-		b := d.buf[:initialBufSize]
-		bufPool.Put(&b)
+		bufPool.Put((*[initialBufSize]byte)(d.buf[:initialBufSize]))
 	}
 	d.buf, d.start, d.end, d.scanned = nil, 0, 0, 0
 }

@@ -378,3 +378,27 @@ func TestSteadyStateAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseAllocs checks that giving the buffer back and taking one
+// again allocates nothing: an idle connection does this before each wait,
+// so at one message per wait it would be an allocation per message.
+func TestReleaseAllocs(t *testing.T) {
+	msg := Append(nil, Line, []byte("one message per wait"))
+	r := bytes.NewReader(msg)
+	d := NewDecoder(r, Line, 0)
+	run := func() {
+		r.Reset(msg)
+		d.Reset(r, Line)
+		if err := d.Fill(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := d.Decode(); !ok || err != nil {
+			t.Fatalf("Decode: %v, %v", ok, err)
+		}
+		d.Release()
+	}
+	run()
+	if allocs := testing.AllocsPerRun(100, run); allocs != 0 {
+		t.Errorf("%v allocations per fill and release, want 0", allocs)
+	}
+}
