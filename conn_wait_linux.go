@@ -47,11 +47,18 @@ type rawReader struct {
 }
 
 // init prepares r for c; it leaves r unused (raw nil) for connections
-// without raw access, such as TLS, which read with a buffer held.
+// other than the net package's own TCP and Unix ones, such as TLS or a
+// wrapper from a custom listener (whose Read may hold data of its own),
+// which read through their Read with a buffer held.
 func (r *rawReader) init(c *conn) {
 	r.c = c
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
+	var sc syscall.Conn
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		sc = nc
+	case *net.UnixConn:
+		sc = nc
+	default:
 		return
 	}
 	raw, err := sc.SyscallConn()

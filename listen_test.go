@@ -282,3 +282,62 @@ func TestDialRefused(t *testing.T) {
 		t.Errorf("Dial(%q) = %v, want ErrBadAddress", "8000", err)
 	}
 }
+
+// prefixListener hands out connections whose Read first returns a prefix
+// of its own, as a listener that consumed a header (a PROXY line, say) and
+// kept the rest of its read would.
+type prefixListener struct {
+	net.Listener
+	prefix string
+}
+
+func (l prefixListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &prefixConn{TCPConn: nc.(*net.TCPConn), pending: []byte(l.prefix)}, nil
+}
+
+// prefixConn embeds *net.TCPConn, so it is a syscall.Conn; its Read is
+// still the only way to its first bytes.
+type prefixConn struct {
+	*net.TCPConn
+	pending []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}
+
+// TestServeWrappedConn checks that the server reads a custom listener's
+// connections through their Read, even when they expose the socket
+// underneath (syscall.Conn): reading the socket directly would lose what
+// the wrapper holds.
+func TestServeWrappedConn(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &porta.Server{}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(prefixListener{l, "from the wrapper\n"}) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	c, err := porta.Dial("tcp://" + l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Conn().SetDeadline(time.Now().Add(ioTimeout))
+	if err := c.Send([]byte("from the client")); err != nil {
+		t.Fatal(err)
+	}
+	expectReply(t, c, "from the wrapper")
+	expectReply(t, c, "from the client")
+}
