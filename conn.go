@@ -21,28 +21,33 @@ import (
 // touches its fields, except nc (Close and SetReadDeadline are safe for
 // concurrent use), cancel, and stats (see connCounters).
 type conn struct {
-	srv       *Server
-	ls        *listenerStats // the listener's counts
-	ip        netip.Addr     // the peer's IP, for MaxConnsPerIP; invalid for Unix
-	nc        net.Conn
-	dec       *frame.Decoder
-	handler   Handler
-	msg       Message
-	resp      response
-	out       []byte     // framed replies not yet written
-	outBuf    *outBuffer // the pooled array behind out, while held
-	hungUp    bool       // the handler asked to close
-	werr      error      // the write error that ended writing
-	closeErr  error      // why the connection ended, for the close log line
-	ctxMu     sync.Mutex // guards ctx, cancel and ended
-	ctx       context.Context
-	cancel    context.CancelFunc
-	ended     bool // the connection has closed: a new context starts cancelled
-	stats     connCounters
-	opened    time.Time
-	idleSince atomic.Int64 // Unix nanoseconds when the connection last waited for input
-	in        rawReader    // reads without holding a buffer while waiting
-	busy      atomic.Bool  // serving input inside the poller (see rawReader)
+	srv        *Server
+	ls         *listenerStats // the listener's counts
+	ip         netip.Addr     // the peer's IP, for MaxConnsPerIP; invalid for Unix
+	nc         net.Conn
+	dec        *frame.Decoder
+	handler    Handler
+	msg        Message
+	resp       response
+	out        []byte     // framed replies not yet written
+	outBuf     *outBuffer // the pooled array behind out, while held
+	hungUp     bool       // the handler asked to close
+	werr       error      // the write error that ended writing
+	closeErr   error      // why the connection ended, for the close log line
+	ctxMu      sync.Mutex // guards ctx, cancel and ended
+	ctx        context.Context
+	cancel     context.CancelFunc
+	ended      bool // the connection has closed: a new context starts cancelled
+	stats      connCounters
+	opened     time.Time
+	idleSince  atomic.Int64 // Unix nanoseconds when the connection last waited for input
+	in         rawReader    // reads without holding a buffer while waiting
+	busy       atomic.Bool  // serving input inside the poller (see rawReader)
+	parkID     uint64       // the connection's number in the parker, once parked
+	parkDue    bool         // the read deadline is the time to park
+	parkFailed bool         // parking was refused: do not try again
+	parkSoon   bool         // resumed after a long park: park again once answered
+	parkedAt   int64        // Unix nanoseconds when the connection last parked
 
 	idleTimeout, frameTimeout, writeTimeout time.Duration
 	readDeadline, writeDeadline             time.Time // as last set on nc
@@ -72,29 +77,46 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	return c
 }
 
-// serve runs the connection until it ends, then closes and logs it.
+// serve runs the connection until it ends, then closes and logs it; or
+// until it parks (see defaultParkAfter), after which the parker calls serve
+// again, resumed, when input arrives.
 //
 // The connection's goroutine stays shallow while it serves, so that its
 // stack stays at the 2 KiB minimum: a goroutine stack that ever grew
 // stays 4 KiB for as long as its goroutine waits. Its opening is logged
 // by the accept loop for that reason (logOpened).
-func (c *conn) serve() {
-	log := c.srv.logger()
+func (c *conn) serve(resumed bool) {
 	reason := CloseError
 	defer func() {
 		if p := recover(); p != nil {
 			reason = ClosePanic
 			c.srv.counters.panics.Add(1)
-			log.Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			c.srv.logger().Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
-		c.finish(reason)
+		if reason != closeParked { // a parked connection is the parker's now
+			c.finish(reason)
+		}
 	}()
-	if r, ok := c.handshake(); !ok {
+	if resumed {
+		// The deadline that parked the connection has passed: a read
+		// would fail at once.
+		now := time.Now()
+		c.parkSoon = now.UnixNano()-c.parkedAt >= int64(c.srv.parkDelay())
+		c.readDeadline = aLongTimeAgo
+		c.armReadDeadline(now)
+	} else if r, ok := c.handshake(); !ok {
 		reason = r
 		return
 	}
 	reason = c.loop()
 }
+
+// Not reasons to close: parkNow is what the loop's steps return when the
+// connection should park, closeParked what the loop returns once it has.
+const (
+	parkNow     = CloseReason(^uint8(0) - 1)
+	closeParked = CloseReason(^uint8(0))
+)
 
 // listenerAddr returns the local address in URL form, tls:// for a TLS
 // connection.
@@ -174,9 +196,20 @@ func (c *conn) logOpened() {
 // and returns why.
 func (c *conn) loop() CloseReason {
 	for {
-		if reason, done := c.in.serve(); done {
+		reason, done := c.in.serve()
+		if !done {
+			continue
+		}
+		if reason != parkNow {
 			return reason
 		}
+		c.releaseBuffers()
+		if c.park() {
+			return closeParked // c is the parker's now: touch nothing
+		}
+		// Stopping, or epoll failed: wait here.
+		c.parkFailed, c.parkSoon = true, false
+		c.armReadDeadline(time.Now())
 	}
 }
 
@@ -202,32 +235,17 @@ func (c *conn) run() (reason CloseReason, done bool) {
 			return c.readFailed(err), true
 		}
 
-		// No complete message is buffered: flush the replies, then read.
-		// One clock reading serves the flush and the read (time.Now
-		// costs tens of nanoseconds on some virtual machines).
-		now := time.Now()
-		c.stats.publish()
-		if err := c.flush(now); err != nil {
-			return writeReason(err), true
-		}
-		c.idleSince.Store(now.UnixNano())
-		if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
-			c.frameStart = now
-		}
-		c.armReadDeadline(now)
-		// Checked after arming: Shutdown sets the flag and then wakes every
-		// connection, so either this sees the flag or the wake-up comes
-		// after the deadline set above.
-		if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
-			return CloseShutdown, true
-		}
-		if c.in.drained {
-			return 0, false
+		if c.in.woken && c.dec.Buffered() == 0 && len(c.out) == 0 {
+			// Woken by the poller, with nothing buffered or to flush:
+			// read at once, under the deadline armed before the wait.
+			c.in.woken = false
+		} else if reason, done, wait := c.beforeRead(); done || wait {
+			return reason, done
 		}
 		err = c.in.fill()
 		switch {
 		case err == errWouldBlock:
-			return 0, false
+			return c.waitOrPark()
 		case err == nil || !isTimeoutErr(err):
 			continue // data, or an end that Decode reports in turn
 		}
@@ -235,6 +253,36 @@ func (c *conn) run() (reason CloseReason, done bool) {
 			return reason, true
 		}
 	}
+}
+
+// beforeRead flushes the replies and arms the read deadline when no
+// complete message is buffered. It returns done to end the connection,
+// or wait when the socket is known to be empty.
+func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
+	c.in.woken = false
+	// One clock reading serves the flush and the read (time.Now costs
+	// tens of nanoseconds on some virtual machines).
+	now := time.Now()
+	c.stats.publish()
+	if err := c.flush(now); err != nil {
+		return writeReason(err), true, false
+	}
+	c.idleSince.Store(now.UnixNano())
+	if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
+		c.frameStart = now
+	}
+	c.armReadDeadline(now)
+	// Checked after arming: Shutdown sets the flag and then wakes every
+	// connection, so either this sees the flag or the wake-up comes after
+	// the deadline set above.
+	if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
+		return CloseShutdown, true, false
+	}
+	if c.in.drained {
+		reason, done = c.waitOrPark()
+		return reason, done, !done
+	}
+	return 0, false, false
 }
 
 // timedOut is called when a wait for input ended at the read deadline. It
@@ -251,7 +299,23 @@ func (c *conn) timedOut() (CloseReason, bool) {
 	if c.dec.Buffered() > 0 {
 		return CloseFrameTimeout, true
 	}
+	if c.parkDue {
+		return parkNow, true
+	}
 	return CloseIdle, true
+}
+
+// waitOrPark is what run returns when the socket is empty: wait for
+// input, or park at once if the connection was resumed after a long park
+// and has nothing buffered (it has answered the input that woke it, and
+// is likely to fall idle again). A connection resumed soon after parking
+// is busy again, and waits on its goroutine.
+func (c *conn) waitOrPark() (CloseReason, bool) {
+	if c.parkSoon && c.dec.Buffered() == 0 {
+		c.parkSoon = false
+		return parkNow, true
+	}
+	return 0, false
 }
 
 // errWouldBlock is what a non-blocking read returns when there is no
@@ -311,10 +375,14 @@ func (c *conn) armReadDeadline(now time.Time) {
 		want = now.Add(c.idleTimeout)
 		slack = c.idleTimeout / 8
 	}
+	c.parkDue = false
 	if c.frameTimeout > 0 && !c.frameStart.IsZero() {
 		if fd := c.frameStart.Add(c.frameTimeout); want.IsZero() || fd.Before(want) {
 			want, slack = fd, 0
 		}
+	} else if c.frameStart.IsZero() && !c.parkFailed && c.canPark() {
+		d := c.srv.parkDelay()
+		want, slack, c.parkDue = now.Add(d), d/8, true
 	}
 	cur := c.readDeadline
 	if cur.Equal(want) || (!cur.IsZero() && !want.IsZero() && !cur.After(want) && !cur.Before(want.Add(-slack))) {

@@ -34,16 +34,18 @@ import (
 // lock; Server.Close does not wait for a busy connection's socket (see
 // conn.closeNow).
 type rawReader struct {
-	c       *conn
-	raw     syscall.RawConn
-	step    func(fd uintptr) bool // r.stepOnce, bound once per connection
-	read    func([]byte) (int, error)
-	fd      uintptr
-	inq     bool // TCP_INQ is on: reads report the input left
-	drained bool // the last read left no input behind, and a write succeeded since
-	inqZero bool // the last read left no input behind
-	reason  CloseReason
-	done    bool
+	c        *conn
+	raw      syscall.RawConn
+	step     func(fd uintptr) bool // r.stepOnce, bound once per connection
+	read     func([]byte) (int, error)
+	fd       uintptr
+	inq      bool // TCP_INQ is on: reads report the input left
+	drained  bool // the last read left no input behind, and a write succeeded since
+	inqZero  bool // the last read left no input behind
+	woken    bool // this call of step follows a wait in the poller
+	stepping bool // inside step: fd is the socket's, held open
+	reason   CloseReason
+	done     bool
 }
 
 // init prepares r for c; it leaves r unused (raw nil) for connections
@@ -80,7 +82,7 @@ func (r *rawReader) serve() (CloseReason, bool) {
 	if r.raw == nil {
 		return r.c.run()
 	}
-	r.done = false
+	r.done, r.woken = false, false
 	err := r.raw.Read(r.step)
 	if r.done || err == nil {
 		return r.reason, true
@@ -100,10 +102,13 @@ func (r *rawReader) serve() (CloseReason, bool) {
 func (r *rawReader) stepOnce(fd uintptr) bool {
 	r.fd, r.drained, r.inqZero = fd, false, false
 	r.c.busy.Store(true)
+	r.stepping = true
 	r.reason, r.done = r.c.run()
+	r.stepping = false
 	r.c.busy.Store(false)
 	if !r.done {
 		r.c.releaseBuffers()
+		r.woken = true // the next call follows a wait
 	}
 	return r.done
 }
@@ -160,7 +165,9 @@ func recvInq(fd uintptr, p []byte) (n, left int, err error) {
 	iov.SetLen(len(p))
 	msg := syscall.Msghdr{Iov: &iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&ctl))}
 	msg.SetControllen(syscall.CmsgSpace(4))
-	r, _, e := syscall.Syscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
+	// A raw system call: the socket is non-blocking, so the call never
+	// waits, and the scheduler need not hear of it.
+	r, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
 	if e != 0 {
 		return 0, 0, e
 	}
@@ -185,3 +192,25 @@ func (r *rawReader) shutdown() {
 // wrote notes a successful write: after a read that left no input, the
 // socket is known to be empty.
 func (r *rawReader) wrote() { r.drained = r.inqZero }
+
+// write writes as much of p as the socket takes now, with one
+// non-blocking write(2) while the loop runs inside the poller (the caller
+// writes the rest, waiting, through the connection); elsewhere it writes
+// nothing.
+func (r *rawReader) write(p []byte) (int, error) {
+	if !r.stepping {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, r.fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, nil
+		}
+		return 0, os.NewSyscallError("write", e)
+	}
+}

@@ -8,6 +8,7 @@ package porta
 type rawReader struct {
 	c       *conn
 	drained bool // never set: every wait is a blocking read
+	woken   bool // never set
 }
 
 func (r *rawReader) init(c *conn) { r.c = c }
@@ -23,3 +24,6 @@ func (r *rawReader) shutdown() {}
 
 // wrote does nothing: every wait is a blocking read.
 func (r *rawReader) wrote() {}
+
+// write writes nothing: the caller writes through the connection.
+func (r *rawReader) write(p []byte) (int, error) { return 0, nil }

@@ -96,7 +96,7 @@ func dispatchRun(t *testing.T, fr frame.Framing, readSize int, pieces [][]byte) 
 	if !s.trackConn(c) {
 		t.Fatal("connection not tracked")
 	}
-	c.serve() // its whole life: read, decode, answer, close
+	c.serve(false) // its whole life: read, decode, answer, close
 	if nc.failure != "" {
 		t.Fatal(nc.failure)
 	}

@@ -66,7 +66,10 @@ func (c *conn) flush(now time.Time) error {
 			c.nc.SetWriteDeadline(c.writeDeadline)
 		}
 	}
-	_, err := c.nc.Write(c.out)
+	n, err := c.in.write(c.out)
+	if err == nil && n < len(c.out) {
+		_, err = c.nc.Write(c.out[n:])
+	}
 	if cap(c.out) > flushThreshold {
 		c.out = nil // a burst of large replies: do not keep its buffer
 	} else {

@@ -115,6 +115,8 @@ type Server struct {
 	listeners  map[*net.Listener]*listenerStats
 	packets    map[net.PacketConn]*listenerStats
 	conns      map[*conn]struct{}
+	park       *parker       // idle connections without goroutines, once one parks
+	parkAfter  time.Duration // tests: the park delay, if not defaultParkAfter
 	inShutdown atomic.Bool
 	active     sync.WaitGroup // running connection and packet loops
 	counters   counters
@@ -212,6 +214,11 @@ const (
 // l when it returns.
 func (s *Server) Serve(l net.Listener) error {
 	ls := &listenerStats{addr: FormatAddr(l.Addr())}
+	// The parker is part of a stream server's fixed cost, like the accept
+	// loop: started here (before the server reports Ready) rather than at
+	// the first idle connection, so that a server's goroutines and
+	// descriptors do not grow by one later.
+	s.parker()
 	if !s.trackListener(&l, ls) {
 		l.Close()
 		return ErrServerClosed
@@ -253,7 +260,7 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		c.logOpened()
-		go c.serve()
+		go c.serve(false)
 	}
 }
 
@@ -374,6 +381,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.nc.SetReadDeadline(aLongTimeAgo)
 	}
+	s.stopParking()
 
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
@@ -414,6 +422,7 @@ func (s *Server) Close() error {
 		c.cancelContext()
 		c.closeNow()
 	}
+	s.stopParking()
 	return nil
 }
 

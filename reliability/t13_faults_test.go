@@ -164,6 +164,13 @@ func procStartFaultServer(t *testing.T, n *procNetns, srv *porta.Server) *procFa
 	s := &procFaultServer{srv: srv, addr: l.Addr().String(), done: make(chan error, 1)}
 	_, s.port, _ = net.SplitHostPort(s.addr)
 	go func() { s.done <- srv.Serve(l) }()
+	// Serving, with its fixed goroutines and descriptors, before the
+	// caller measures its baseline.
+	for deadline := time.Now().Add(5 * time.Second); !srv.Ready(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not start serving")
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

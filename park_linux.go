@@ -1,0 +1,220 @@
+//go:build linux
+
+package porta
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// A connection that has waited defaultParkAfter for input without
+// receiving any parks: its goroutine ends, and the server's parker, one
+// epoll set for all parked connections, starts a new one when input
+// arrives. An idle connection then costs its socket and its state, not a
+// goroutine and its stack. Tests change it before any server starts, or
+// set Server.parkAfter.
+var defaultParkAfter = time.Second
+
+// parkDelay is how long the server's connections wait before they park.
+func (s *Server) parkDelay() time.Duration {
+	if s.parkAfter > 0 {
+		return s.parkAfter
+	}
+	return defaultParkAfter
+}
+
+// parker watches the parked connections of one server. Its epoll set is
+// itself waited on by Go's poller (as an os.File), so that the parker
+// needs no thread of its own; its read deadline wakes it to close
+// connections that have been idle for the server's IdleTimeout.
+type parker struct {
+	srv    *Server
+	ep     *os.File // the epoll instance
+	epfd   int
+	raw    syscall.RawConn
+	mu     sync.Mutex
+	conns  map[uint64]*conn // parked connections by park number
+	next   uint64           // the last park number given
+	closed bool             // the server is stopping: nothing parks any more
+	events [64]syscall.EpollEvent
+	wait   func(fd uintptr) bool // p.collect, bound once
+	woken  []*conn               // connections to resume, reused
+}
+
+// canPark reports whether c may park: a raw connection (TCP or Unix, no
+// TLS) whose idle timeout, if any, is longer than the park delay.
+func (c *conn) canPark() bool {
+	return c.in.raw != nil && (c.idleTimeout <= 0 || c.idleTimeout > c.srv.parkDelay())
+}
+
+// park hands c to the server's parker and reports whether it did; from
+// then on, c belongs to the parker and its goroutine must end without
+// touching it.
+func (c *conn) park() bool {
+	p := c.srv.parker()
+	if p == nil {
+		return false
+	}
+	return p.add(c)
+}
+
+// parker returns the server's parker, starting it on first use (Serve
+// starts it); nil if the server is stopping or epoll fails.
+func (s *Server) parker() *parker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.park != nil || s.shuttingDown() {
+		return s.park
+	}
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil
+	}
+	ep := os.NewFile(uintptr(epfd), "porta-parker")
+	raw, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil
+	}
+	p := &parker{srv: s, ep: ep, epfd: epfd, raw: raw, conns: make(map[uint64]*conn)}
+	p.wait = p.collect
+	s.park = p
+	go p.run(orDefault(s.IdleTimeout, DefaultIdleTimeout))
+	return p
+}
+
+// add parks c: it watches c's socket for input, once.
+func (p *parker) add(c *conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	op := syscall.EPOLL_CTL_MOD
+	if c.parkID == 0 {
+		p.next++
+		c.parkID, op = p.next, syscall.EPOLL_CTL_ADD
+	}
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(c.parkID),
+		Pad:    int32(c.parkID >> 32),
+	}
+	var err error
+	if cerr := c.in.raw.Control(func(fd uintptr) { err = syscall.EpollCtl(p.epfd, op, int(fd), &ev) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return false
+	}
+	c.parkedAt = time.Now().UnixNano()
+	p.conns[c.parkID] = c
+	return true
+}
+
+// run resumes parked connections as their input arrives, and closes
+// those idle for idleTimeout, until the parker is stopped.
+func (p *parker) run(idleTimeout time.Duration) {
+	scan := max(idleTimeout/8, 10*time.Millisecond)
+	for {
+		if idleTimeout > 0 {
+			p.ep.SetReadDeadline(time.Now().Add(scan))
+		}
+		err := p.raw.Read(p.wait)
+		if err != nil && !isTimeoutErr(err) {
+			return // stopped
+		}
+		p.resume()
+		// Let the resumed connections run (each answers its input and
+		// parks again) before collecting more, so that a burst of input
+		// on many parked connections does not start a goroutine for each
+		// at once: the runtime keeps every goroutine it ever had.
+		runtime.Gosched()
+		if idleTimeout > 0 {
+			p.expire(idleTimeout)
+		}
+	}
+}
+
+// collect takes the connections that have input off the parked set, up
+// to one batch of events, into p.woken; it returns false to wait.
+func (p *parker) collect(fd uintptr) bool {
+	for {
+		n, err := syscall.EpollWait(int(fd), p.events[:], 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n <= 0 {
+			return len(p.woken) > 0
+		}
+		p.mu.Lock()
+		for _, ev := range p.events[:n] {
+			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if c, ok := p.conns[id]; ok {
+				delete(p.conns, id)
+				p.woken = append(p.woken, c)
+			}
+		}
+		p.mu.Unlock()
+		return true
+	}
+}
+
+// resume starts a goroutine for each connection collected.
+func (p *parker) resume() {
+	for i, c := range p.woken {
+		go c.serve(true)
+		p.woken[i] = nil
+	}
+	p.woken = p.woken[:0]
+}
+
+// expire closes the parked connections that have been idle for
+// idleTimeout.
+func (p *parker) expire(idleTimeout time.Duration) {
+	cutoff := time.Now().Add(-idleTimeout).UnixNano()
+	p.mu.Lock()
+	for id, c := range p.conns {
+		if c.idleSince.Load() <= cutoff {
+			delete(p.conns, id)
+			p.woken = append(p.woken, c)
+		}
+	}
+	p.mu.Unlock()
+	for i, c := range p.woken {
+		go c.finish(CloseIdle)
+		p.woken[i] = nil
+	}
+	p.woken = p.woken[:0]
+}
+
+// stopParking ends parking for a stopping server: the parked connections
+// get their goroutines back, to see the shutdown or their closed socket,
+// and the parker stops.
+func (s *Server) stopParking() {
+	s.mu.Lock()
+	p := s.park
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.closed = true
+	parked := make([]*conn, 0, len(p.conns))
+	for id, c := range p.conns {
+		delete(p.conns, id)
+		parked = append(parked, c)
+	}
+	p.mu.Unlock()
+	for _, c := range parked {
+		go c.serve(true)
+	}
+	p.ep.Close()
+}
