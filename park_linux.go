@@ -120,13 +120,15 @@ func (p *parker) add(c *conn) bool {
 }
 
 // run resumes parked connections as their input arrives, and closes
-// those idle for idleTimeout, until the parker is stopped.
+// those idle for idleTimeout, checking every eighth of it, until the
+// parker is stopped.
 func (p *parker) run(idleTimeout time.Duration) {
 	scan := max(idleTimeout/8, 10*time.Millisecond)
+	next := time.Now().Add(scan)
+	if idleTimeout > 0 {
+		p.ep.SetReadDeadline(next)
+	}
 	for {
-		if idleTimeout > 0 {
-			p.ep.SetReadDeadline(time.Now().Add(scan))
-		}
 		err := p.raw.Read(p.wait)
 		if err != nil && !isTimeoutErr(err) {
 			return // stopped
@@ -138,7 +140,11 @@ func (p *parker) run(idleTimeout time.Duration) {
 		// at once: the runtime keeps every goroutine it ever had.
 		runtime.Gosched()
 		if idleTimeout > 0 {
-			p.expire(idleTimeout)
+			if now := time.Now(); !now.Before(next) {
+				p.expire(idleTimeout)
+				next = now.Add(scan)
+				p.ep.SetReadDeadline(next)
+			}
 		}
 	}
 }

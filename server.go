@@ -67,7 +67,11 @@ type Server struct {
 	MaxConns int
 
 	// IdleTimeout closes a connection from which nothing was received for
-	// this long. Zero means DefaultIdleTimeout; negative means never.
+	// this long. Zero means DefaultIdleTimeout; negative means never. The
+	// close may come up to an eighth of the timeout early or late: timers
+	// are moved only when an eighth stale, and idle connections that have
+	// given up their goroutine (see docs/concurrency.md) are checked every
+	// eighth of the timeout.
 	IdleTimeout time.Duration
 
 	// FrameTimeout closes a connection whose started frame does not
