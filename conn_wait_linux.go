@@ -34,18 +34,17 @@ import (
 // lock; Server.Close does not wait for a busy connection's socket (see
 // conn.closeNow).
 type rawReader struct {
-	c        *conn
-	raw      syscall.RawConn
-	step     func(fd uintptr) bool // r.stepOnce, bound once per connection
-	read     func([]byte) (int, error)
-	fd       uintptr
-	inq      bool // TCP_INQ is on: reads report the input left
-	drained  bool // the last read left no input behind, and a write succeeded since
-	inqZero  bool // the last read left no input behind
-	woken    bool // this call of step follows a wait in the poller
-	stepping bool // inside step: fd is the socket's, held open
-	reason   CloseReason
-	done     bool
+	c       *conn
+	raw     syscall.RawConn
+	step    func(fd uintptr) bool // r.stepOnce, bound once per connection
+	read    func([]byte) (int, error)
+	fd      uintptr
+	inq     bool // TCP_INQ is on: reads report the input left
+	drained bool // the last read left no input behind, and a write succeeded since
+	inqZero bool // the last read left no input behind
+	woken   bool // this call of step follows a wait in the poller
+	reason  CloseReason
+	done    bool
 }
 
 // init prepares r for c; it leaves r unused (raw nil) for connections
@@ -102,9 +101,7 @@ func (r *rawReader) serve() (CloseReason, bool) {
 func (r *rawReader) stepOnce(fd uintptr) bool {
 	r.fd, r.drained, r.inqZero = fd, false, false
 	r.c.busy.Store(true)
-	r.stepping = true
 	r.reason, r.done = r.c.run()
-	r.stepping = false
 	r.c.busy.Store(false)
 	if !r.done {
 		r.c.releaseBuffers()
@@ -198,7 +195,7 @@ func (r *rawReader) wrote() { r.drained = r.inqZero }
 // writes the rest, waiting, through the connection); elsewhere it writes
 // nothing.
 func (r *rawReader) write(p []byte) (int, error) {
-	if !r.stepping {
+	if !r.c.busy.Load() { // not inside step: fd is not held open
 		return 0, nil
 	}
 	for {

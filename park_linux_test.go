@@ -174,11 +174,10 @@ func TestParkIdleTimeout(t *testing.T) {
 	}
 }
 
-// TestParkShutdown checks that Shutdown ends parked connections promptly,
-// as idle ones, and returns.
-func TestParkShutdown(t *testing.T) {
-	const n = 20
-	s := &Server{parkAfter: 10 * time.Millisecond}
+// parkedClients starts s on TCP and returns n clients whose connections
+// have each answered a message and parked.
+func parkedClients(t *testing.T, s *Server, n int) []*parkClient {
+	t.Helper()
 	nw, addr := parkServer(t, s, "tcp")
 	cs := make([]*parkClient, n)
 	for i := range cs {
@@ -186,6 +185,15 @@ func TestParkShutdown(t *testing.T) {
 		cs[i].exchange(t, "hi")
 	}
 	waitUntil(t, "every connection to park", func() bool { return parkedCount(s) == n })
+	return cs
+}
+
+// TestParkShutdown checks that Shutdown ends parked connections promptly,
+// as idle ones, and returns.
+func TestParkShutdown(t *testing.T) {
+	const n = 20
+	s := &Server{parkAfter: 10 * time.Millisecond}
+	cs := parkedClients(t, s, n)
 	ctx, cancel := context.WithTimeout(context.Background(), parkWait)
 	defer cancel()
 	done := make(chan error, 1)
@@ -206,13 +214,7 @@ func TestParkShutdown(t *testing.T) {
 func TestParkClose(t *testing.T) {
 	const n = 20
 	s := &Server{parkAfter: 10 * time.Millisecond}
-	nw, addr := parkServer(t, s, "tcp")
-	cs := make([]*parkClient, n)
-	for i := range cs {
-		cs[i] = parkDial(t, nw, addr)
-		cs[i].exchange(t, "hi")
-	}
-	waitUntil(t, "every connection to park", func() bool { return parkedCount(s) == n })
+	cs := parkedClients(t, s, n)
 	s.Close()
 	for _, c := range cs {
 		c.expectEnd(t)
