@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +48,8 @@ func lineEcho(t *testing.T, c net.Conn, msg string) {
 }
 
 // TestServeLimitFlags checks that serve's limit flags reach the server:
-// --idle-timeout, --read-size, --max-conns-per-ip, --allow and --deny.
+// --idle-timeout, --read-size, --max-conns-per-ip, --write-timeout,
+// --allow and --deny.
 func TestServeLimitFlags(t *testing.T) {
 	t.Parallel()
 	t.Run("idle-timeout", func(t *testing.T) {
@@ -84,6 +87,32 @@ func TestServeLimitFlags(t *testing.T) {
 		}
 		other := dialFrom(t, "127.0.0.3", s.hostPort())
 		lineEcho(t, other, "yo")
+	})
+	t.Run("write-timeout", func(t *testing.T) {
+		t.Parallel()
+		s := startServe(t, []string{"127.0.0.1:0"}, "--write-timeout", "300ms")
+		c := dialFrom(t, "127.0.0.1", s.hostPort())
+		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		// Send echoes without reading them, until the server's replies
+		// fill both sockets' buffers and its write waits out the timeout.
+		line := make([]byte, 8<<10)
+		for i := range line {
+			line[i] = 'x'
+		}
+		line[len(line)-1] = '\n'
+		closed := func(log string) bool { return strings.Contains(log, "reason=slow_consumer") }
+		// Well under the 10 s default, which a flag that did not reach
+		// the server would leave in force.
+		deadline := time.Now().Add(4 * time.Second)
+		for time.Now().Before(deadline) && !closed(s.stderr.String()) {
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := c.Write(line); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				break // the server closed the connection
+			}
+		}
+		if log, ok := s.stderr.waitFor(time.Until(deadline), closed); !ok {
+			t.Fatalf("no slow_consumer close within 4s with --write-timeout 300ms; the log holds:\n%s", log)
+		}
 	})
 	t.Run("allow and deny", func(t *testing.T) {
 		t.Parallel()
