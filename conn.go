@@ -41,8 +41,8 @@ type conn struct {
 	stats      connCounters
 	opened     time.Time
 	idleSince  atomic.Int64 // Unix nanoseconds when the connection last waited for input
-	in         rawReader    // reads without holding a buffer while waiting
-	busy       atomic.Bool  // serving input inside the poller (see rawReader)
+	poll       pollLoop     // runs the loop inside the poller, holding no buffer while waiting
+	busy       atomic.Bool  // serving input inside the poller (see pollLoop)
 	parkID     uint64       // the connection's number in the parker, once parked
 	parkDue    bool         // the read deadline is the time to park
 	parkFailed bool         // parking was refused: do not try again
@@ -69,7 +69,7 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	c.dec.SetReadSize(s.readSize())
 	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), conn: c}
 	c.resp.c = c
-	c.in.init(c)
+	c.poll.init(c)
 	c.idleSince.Store(c.opened.UnixNano())
 	s.counters.connsTotal.Add(1)
 	ls.total.Add(1)
@@ -196,7 +196,7 @@ func (c *conn) logOpened() {
 // and returns why.
 func (c *conn) loop() CloseReason {
 	for {
-		reason, done := c.in.serve()
+		reason, done := c.poll.serve()
 		if !done {
 			continue
 		}
@@ -235,14 +235,14 @@ func (c *conn) run() (reason CloseReason, done bool) {
 			return c.readFailed(err), true
 		}
 
-		if c.in.woken && c.dec.Buffered() == 0 && len(c.out) == 0 {
+		if c.poll.woken && c.dec.Buffered() == 0 && len(c.out) == 0 {
 			// Woken by the poller, with nothing buffered or to flush:
 			// read at once, under the deadline armed before the wait.
-			c.in.woken = false
+			c.poll.woken = false
 		} else if reason, done, wait := c.beforeRead(); done || wait {
 			return reason, done
 		}
-		err = c.in.fill()
+		err = c.poll.fill()
 		switch {
 		case err == errWouldBlock:
 			return c.waitOrPark()
@@ -259,7 +259,7 @@ func (c *conn) run() (reason CloseReason, done bool) {
 // complete message is buffered. It returns done to end the connection,
 // or wait when the socket is known to be empty.
 func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
-	c.in.woken = false
+	c.poll.woken = false
 	// One clock reading serves the flush and the read (time.Now costs
 	// tens of nanoseconds on some virtual machines).
 	now := time.Now()
@@ -278,7 +278,7 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
 		return CloseShutdown, true, false
 	}
-	if c.in.drained {
+	if c.poll.drained {
 		reason, done = c.waitOrPark()
 		return reason, done, !done
 	}

@@ -70,14 +70,14 @@ func closeNow(nc net.Conn) {
 }
 
 // closeNow closes the connection's socket at once, for Server.Close. A
-// busy connection (its loop running inside the poller, see rawReader)
+// busy connection (its loop running inside the poller, see pollLoop)
 // holds its socket's read lock, and closing a socket waits for that lock:
 // the socket is shut down now, so that the peer sees the end at once, and
 // closed in the background when the connection's handler returns, so that
 // a handler may call Server.Close.
 func (c *conn) closeNow() {
 	if c.busy.Load() {
-		c.in.shutdown()
+		c.poll.shutdown()
 		c.nc.SetDeadline(aLongTimeAgo)
 		go closeNow(c.nc)
 		return

@@ -47,7 +47,7 @@ type parker struct {
 // canPark reports whether c may park: a raw connection (TCP or Unix, no
 // TLS) whose idle timeout, if any, is longer than the park delay.
 func (c *conn) canPark() bool {
-	return c.in.raw != nil && (c.idleTimeout <= 0 || c.idleTimeout > c.srv.parkDelay())
+	return c.poll.raw != nil && (c.idleTimeout <= 0 || c.idleTimeout > c.srv.parkDelay())
 }
 
 // park hands c to the server's parker and reports whether it did; from
@@ -108,7 +108,7 @@ func (p *parker) add(c *conn) bool {
 		Pad:    int32(c.parkID >> 32),
 	}
 	var err error
-	if cerr := c.in.raw.Control(func(fd uintptr) { err = syscall.EpollCtl(p.epfd, op, int(fd), &ev) }); cerr != nil {
+	if cerr := c.poll.raw.Control(func(fd uintptr) { err = syscall.EpollCtl(p.epfd, op, int(fd), &ev) }); cerr != nil {
 		err = cerr
 	}
 	if err != nil {

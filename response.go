@@ -66,7 +66,7 @@ func (c *conn) flush(now time.Time) error {
 			c.nc.SetWriteDeadline(c.writeDeadline)
 		}
 	}
-	n, err := c.in.write(c.out)
+	n, err := c.poll.write(c.out)
 	if err == nil && n < len(c.out) {
 		_, err = c.nc.Write(c.out[n:])
 	}
@@ -78,7 +78,7 @@ func (c *conn) flush(now time.Time) error {
 	if err != nil {
 		c.werr = err
 	} else {
-		c.in.wrote()
+		c.poll.wrote()
 	}
 	return err
 }

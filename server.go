@@ -119,7 +119,7 @@ type Server struct {
 	listeners  map[*net.Listener]*listenerStats
 	packets    map[net.PacketConn]*listenerStats
 	conns      map[*conn]struct{}
-	park       *parker       // idle connections without goroutines, once one parks
+	park       *parker       // idle connections without goroutines (Linux; started by Serve)
 	parkAfter  time.Duration // tests: the park delay, if not defaultParkAfter
 	inShutdown atomic.Bool
 	active     sync.WaitGroup // running connection and packet loops

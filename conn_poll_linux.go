@@ -10,7 +10,7 @@ import (
 	"unsafe"
 )
 
-// rawReader runs a connection's loop inside syscall.RawConn.Read, so that
+// pollLoop runs a connection's loop inside syscall.RawConn.Read, so that
 // the connection makes as few system calls as an event loop's and holds
 // no buffer while it waits.
 //
@@ -33,7 +33,7 @@ import (
 // Handlers therefore run inside RawConn.Read, holding the socket's read
 // lock; Server.Close does not wait for a busy connection's socket (see
 // conn.closeNow).
-type rawReader struct {
+type pollLoop struct {
 	c       *conn
 	raw     syscall.RawConn
 	step    func(fd uintptr) bool // r.stepOnce, bound once per connection
@@ -51,7 +51,7 @@ type rawReader struct {
 // other than the net package's own TCP and Unix ones, such as TLS or a
 // wrapper from a custom listener (whose Read may hold data of its own),
 // which read through their Read with a buffer held.
-func (r *rawReader) init(c *conn) {
+func (r *pollLoop) init(c *conn) {
 	r.c = c
 	var sc syscall.Conn
 	switch nc := c.nc.(type) {
@@ -77,7 +77,7 @@ func (r *rawReader) init(c *conn) {
 
 // serve runs the connection's loop until it ends or, for a raw
 // connection, until its read deadline passes (timedOut decides).
-func (r *rawReader) serve() (CloseReason, bool) {
+func (r *pollLoop) serve() (CloseReason, bool) {
 	if r.raw == nil {
 		return r.c.run()
 	}
@@ -98,7 +98,7 @@ func (r *rawReader) serve() (CloseReason, bool) {
 
 // stepOnce is called by the poller: first, and after each readiness
 // report. Returning true ends the wait.
-func (r *rawReader) stepOnce(fd uintptr) bool {
+func (r *pollLoop) stepOnce(fd uintptr) bool {
 	r.fd, r.drained, r.inqZero = fd, false, false
 	r.c.busy.Store(true)
 	r.reason, r.done = r.c.run()
@@ -112,7 +112,7 @@ func (r *rawReader) stepOnce(fd uintptr) bool {
 
 // fill reads once into the decoder: a non-blocking read for a raw
 // connection, which returns errWouldBlock if there is no input.
-func (r *rawReader) fill() error {
+func (r *pollLoop) fill() error {
 	if r.raw == nil {
 		return r.c.dec.Fill()
 	}
@@ -122,7 +122,7 @@ func (r *rawReader) fill() error {
 // readFD is one non-blocking read of the connection's socket: recvmsg(2)
 // with TCP_INQ's count of the input left, where TCP_INQ is on, else
 // read(2).
-func (r *rawReader) readFD(p []byte) (int, error) {
+func (r *pollLoop) readFD(p []byte) (int, error) {
 	r.inqZero, r.drained = false, false
 	for {
 		var n int
@@ -180,7 +180,7 @@ func recvInq(fd uintptr, p []byte) (n, left int, err error) {
 
 // shutdown shuts the socket down in both directions without waiting for
 // its read lock.
-func (r *rawReader) shutdown() {
+func (r *pollLoop) shutdown() {
 	if r.raw != nil {
 		r.raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
 	}
@@ -188,13 +188,13 @@ func (r *rawReader) shutdown() {
 
 // wrote notes a successful write: after a read that left no input, the
 // socket is known to be empty.
-func (r *rawReader) wrote() { r.drained = r.inqZero }
+func (r *pollLoop) wrote() { r.drained = r.inqZero }
 
 // write writes as much of p as the socket takes now, with one
 // non-blocking write(2) while the loop runs inside the poller (the caller
 // writes the rest, waiting, through the connection); elsewhere it writes
 // nothing.
-func (r *rawReader) write(p []byte) (int, error) {
+func (r *pollLoop) write(p []byte) (int, error) {
 	if !r.c.busy.Load() { // not inside step: fd is not held open
 		return 0, nil
 	}

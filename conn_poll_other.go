@@ -2,28 +2,28 @@
 
 package porta
 
-// rawReader runs a connection's loop with the decoder's own reads where
+// pollLoop runs a connection's loop with the decoder's own reads where
 // raw socket access is not used: connections wait inside their reads,
 // holding their read buffer.
-type rawReader struct {
+type pollLoop struct {
 	c       *conn
 	drained bool // never set: every wait is a blocking read
 	woken   bool // never set
 }
 
-func (r *rawReader) init(c *conn) { r.c = c }
+func (r *pollLoop) init(c *conn) { r.c = c }
 
 // serve runs the connection's loop until it ends.
-func (r *rawReader) serve() (CloseReason, bool) { return r.c.run() }
+func (r *pollLoop) serve() (CloseReason, bool) { return r.c.run() }
 
 // fill reads once into the decoder.
-func (r *rawReader) fill() error { return r.c.dec.Fill() }
+func (r *pollLoop) fill() error { return r.c.dec.Fill() }
 
 // shutdown does nothing: no connection is ever busy here.
-func (r *rawReader) shutdown() {}
+func (r *pollLoop) shutdown() {}
 
 // wrote does nothing: every wait is a blocking read.
-func (r *rawReader) wrote() {}
+func (r *pollLoop) wrote() {}
 
 // write writes nothing: the caller writes through the connection.
-func (r *rawReader) write(p []byte) (int, error) { return 0, nil }
+func (r *pollLoop) write(p []byte) (int, error) { return 0, nil }
