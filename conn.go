@@ -78,7 +78,7 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 }
 
 // serve runs the connection until it ends, then closes and logs it; or
-// until it parks (see defaultParkAfter), after which the parker calls serve
+// until it parks (see parkDelay), after which the parker calls serve
 // again, resumed, when input arrives.
 //
 // The connection's goroutine stays shallow while it serves, so that its

@@ -8,22 +8,24 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/porta-project/porta/internal/parkdelay"
 )
 
-// A connection that has waited defaultParkAfter for input without
+// A connection that has waited parkdelay.Default (1 s) for input without
 // receiving any parks: its goroutine ends, and the server's parker, one
 // epoll set for all parked connections, starts a new one when input
 // arrives. An idle connection then costs its socket and its state, not a
-// goroutine and its stack. Tests change it before any server starts, or
-// set Server.parkAfter.
-var defaultParkAfter = time.Second
+// goroutine and its stack.
 
-// parkDelay is how long the server's connections wait before they park.
+// parkDelay is how long the server's connections wait before they park:
+// Server.parkAfter if a test set it, else parkdelay.Default (which test
+// suites may shorten for a whole run).
 func (s *Server) parkDelay() time.Duration {
 	if s.parkAfter > 0 {
 		return s.parkAfter
 	}
-	return defaultParkAfter
+	return parkdelay.Default
 }
 
 // parker watches the parked connections of one server. Its epoll set is

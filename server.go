@@ -120,7 +120,7 @@ type Server struct {
 	packets    map[net.PacketConn]*listenerStats
 	conns      map[*conn]struct{}
 	park       *parker       // idle connections without goroutines (Linux; started by Serve)
-	parkAfter  time.Duration // tests: the park delay, if not defaultParkAfter
+	parkAfter  time.Duration // tests: the park delay, if not parkdelay.Default
 	inShutdown atomic.Bool
 	active     sync.WaitGroup // running connection and packet loops
 	counters   counters

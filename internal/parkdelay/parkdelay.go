@@ -1,0 +1,38 @@
+// Package parkdelay holds how long porta's connections wait for input
+// before they park (Linux: the goroutine ends and the server's poller
+// watches the socket; see docs/concurrency.md).
+//
+// It is internal so that the module's own test suites can shorten the
+// delay for a whole run, making every test that leaves a connection idle
+// for a moment go through parking and resuming; programs that import
+// porta cannot change it.
+package parkdelay
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// EnvVar names the environment variable that FromEnv reads.
+const EnvVar = "PORTA_TEST_PARK_AFTER"
+
+// Default is how long a connection waits for input before it parks.
+// Change it only before any server starts.
+var Default = time.Second
+
+// FromEnv sets Default from the environment variable EnvVar, a positive
+// duration such as "1ms", if it is set. Test mains call it before they
+// start any server; .ci/run runs the tests a second time with it set.
+func FromEnv() error {
+	v := os.Getenv(EnvVar)
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%s=%q: want a positive duration such as 1ms", EnvVar, v)
+	}
+	Default = d
+	return nil
+}
