@@ -2,15 +2,16 @@
 // before they park (Linux: the goroutine ends and the server's poller
 // watches the socket; see docs/concurrency.md).
 //
-// It is internal so that the module's own test suites can shorten the
-// delay for a whole run, making every test that leaves a connection idle
-// for a moment go through parking and resuming; programs that import
-// porta cannot change it.
+// It is internal so that programs that import porta cannot change it. Test
+// binaries can, for a whole run, through the environment variable EnvVar:
+// every test that leaves a connection idle for a moment then goes through
+// parking and resuming. Other binaries never read the variable.
 package parkdelay
 
 import (
 	"fmt"
 	"os"
+	"testing"
 	"time"
 )
 
@@ -21,9 +22,20 @@ const EnvVar = "PORTA_TEST_PARK_AFTER"
 // Change it only before any server starts.
 var Default = time.Second
 
+// In a test binary (testing.Testing), before any test starts, Default
+// comes from EnvVar if it is set; an invalid value stops the run.
+func init() {
+	if !testing.Testing() {
+		return
+	}
+	if err := FromEnv(); err != nil {
+		panic(err)
+	}
+}
+
 // FromEnv sets Default from the environment variable EnvVar, a positive
-// duration such as "1ms", if it is set. Test mains call it before they
-// start any server; .ci/run runs the tests a second time with it set.
+// duration such as "1ms", if it is set. .ci/run runs the tests a second
+// time with it set.
 func FromEnv() error {
 	v := os.Getenv(EnvVar)
 	if v == "" {
