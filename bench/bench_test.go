@@ -330,6 +330,30 @@ func TestConnectRefused(t *testing.T) {
 	}
 }
 
+// TestConnectRefusedEngineDoneFirst checks that a run whose connections
+// all fail reports ErrNoConnection even when the engine is done before
+// Run first looks at the connections' outcome, so that both are ready to
+// Run's select at once. (The goroutine engine is then done; the epoll
+// engine waits for Run's start signal, and the hook gives up waiting.)
+// Not parallel: it sets a package hook.
+func TestConnectRefusedEngineDoneFirst(t *testing.T) {
+	bench.SetEngineStartedHook(t, func(done <-chan struct{}) {
+		select {
+		case <-done:
+		case <-time.After(100 * time.Millisecond):
+		}
+	})
+	addr := refusingAddr(t)
+	for _, eng := range engines() {
+		for i := range 20 { // select picks at random: 20 runs miss a wrong pick 1 time in 10^6
+			res, err := runErr(t, bench.Config{Addr: addr, Engine: eng, Conns: 3, Duration: time.Second})
+			if !errors.Is(err, bench.ErrNoConnection) || res == nil || res.Errors["connect_refused"] != 3 {
+				t.Fatalf("%s, run %d: Run = %v, result %+v; want ErrNoConnection and 3 refused connections", eng, i, err, res)
+			}
+		}
+	}
+}
+
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	srv := portatest.NewServer(t, nil)

@@ -88,6 +88,9 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 		defer close(done)
 		eng.run(func() { close(connected) })
 	}()
+	if testHookEngineStarted != nil {
+		testHookEngineStarted(done)
+	}
 	var stopAt int64
 	stopWatch := context.AfterFunc(ctx, func() {
 		p.stop.Store(true)
@@ -98,21 +101,32 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 	ticker := time.NewTicker(ProgressInterval)
 	defer ticker.Stop()
 	started := false
+	onConnected := func() {
+		connected = nil
+		if p.stop.Load() {
+			stopAt = p.now()
+		} else if opened(eng) == 0 {
+			p.stop.Store(true)
+			stopAt = -1
+		}
+		p.begin()
+		started = true
+	}
 	var last int64
 	lastAt := p.now()
 	for waiting := true; waiting; {
 		select {
 		case <-connected:
-			connected = nil
-			if p.stop.Load() {
-				stopAt = p.now()
-			} else if opened(eng) == 0 {
-				p.stop.Store(true)
-				stopAt = -1
-			}
-			p.begin()
-			started = true
+			onConnected()
 		case <-done:
+			// When every connection fails at once, the engine may be done
+			// before this loop first looks, and select picks either of the
+			// two ready channels: the connections' outcome must still count.
+			select {
+			case <-connected:
+				onConnected()
+			default:
+			}
 			waiting = false
 		case <-ticker.C:
 			if progress == nil {
@@ -156,6 +170,10 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 	}
 	return res, nil
 }
+
+// testHookEngineStarted, if set (by tests), is called by Run once the
+// engine has started, with the channel that is closed when it is done.
+var testHookEngineStarted func(done <-chan struct{})
 
 // newEngine picks and makes the engine for p.
 func newEngine(p *plan) (engine, error) {
