@@ -26,7 +26,7 @@ import (
 // arrived either: it would have failed the write), returns to the poller
 // without another read. Input that arrives after that read makes the
 // poller report the socket readable again, whether the report comes before
-// the wait or after it. One read and one write per message, as a
+// the wait or after it. One read and one send per message, as a
 // level-triggered epoll server makes. Other reads (Unix sockets, a read
 // with no reply after it) go on until EAGAIN.
 //
