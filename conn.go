@@ -267,6 +267,9 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	if err := c.flush(now); err != nil {
 		return writeReason(err), true, false
 	}
+	if c.srv.closed.Load() {
+		return CloseShutdown, true, false // Close: serve no more input
+	}
 	c.idleSince.Store(now.UnixNano())
 	if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
 		c.frameStart = now
@@ -397,8 +400,9 @@ func (c *conn) finish(reason CloseReason) {
 	c.flush(time.Now())
 	c.cancelContext()
 	switch {
-	case c.werr != nil:
-		// Nothing more can be sent: the stream may end mid-frame.
+	case c.werr != nil, c.srv.closed.Load():
+		// Nothing more can be sent, or Close wants no flush: the stream
+		// may end mid-frame.
 		closeNow(c.nc)
 	case reason == CloseHangUp, reason == CloseTooLong, reason == CloseShutdown, reason == ClosePanic:
 		// The peer may still be sending: let it read our last replies.

@@ -101,6 +101,13 @@ func (r *pollLoop) serve() (CloseReason, bool) {
 func (r *pollLoop) stepOnce(fd uintptr) bool {
 	r.fd, r.drained, r.inqZero = fd, false, false
 	r.c.busy.Store(true)
+	if r.c.srv.closed.Load() {
+		// Server.Close saw this connection idle and is closing its
+		// socket, which waits for this call to return: serve nothing.
+		r.c.busy.Store(false)
+		r.reason, r.done = CloseShutdown, true
+		return true
+	}
 	r.reason, r.done = r.c.run()
 	r.c.busy.Store(false)
 	if !r.done {

@@ -3,7 +3,9 @@ package porta_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -464,6 +466,62 @@ func TestStats(t *testing.T) {
 			t.Fatalf("Stats =\n%+v\nwant\n%+v", got, want)
 		}
 	})
+}
+
+// TestStatsUnsentReply checks that a reply is counted in MessagesOut only
+// once written: a reply whose write fails, because the peer has gone, is
+// not counted, although its message is.
+func TestStatsUnsentReply(t *testing.T) {
+	t.Parallel()
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			entered, release := make(chan struct{}), make(chan struct{})
+			released := false
+			defer func() {
+				if !released {
+					close(release)
+				}
+			}()
+			srv := &porta.Server{Framing: frame.Line, Handler: porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+				if string(m.Body) == "wait" {
+					close(entered)
+					<-release
+				}
+				w.Write(m.Body)
+			})}
+			s := portatest.Start(t, srv, network)
+			c := dialRaw(t, s)
+			if _, err := io.WriteString(c, "hello\n"); err != nil {
+				t.Fatal(err)
+			}
+			readExactly(t, c, "hello\n")
+			if _, err := io.WriteString(c, "wait\n"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-entered:
+			case <-time.After(waitTimeout):
+				t.Fatal("the handler did not get the message")
+			}
+			// The peer goes while the handler runs: a TCP peer with a
+			// reset, so that the reply's write fails, not the one after.
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+			time.Sleep(20 * time.Millisecond) // for the reset to arrive
+			close(release)
+			released = true
+
+			got := countsOf(waitClosed(t, s))
+			want := counts{ConnsTotal: 1, MessagesIn: 2, MessagesOut: 1, BytesIn: uint64(len("hello") + len("wait")), BytesOut: uint64(len("hello"))}
+			want.Closed[porta.ClosePeer] = 1
+			if got != want {
+				t.Fatalf("Stats =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
 }
 
 // counts are the Stats a test checks exactly.

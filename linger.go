@@ -75,12 +75,21 @@ func closeNow(nc net.Conn) {
 // the socket is shut down now, so that the peer sees the end at once, and
 // closed in the background when the connection's handler returns, so that
 // a handler may call Server.Close.
+//
+// A connection seen idle is closed here, which is safe: Close sets
+// Server.closed before it reads busy, and a connection sets busy before
+// it reads Server.closed (pollLoop.stepOnce), so one of the two sees the
+// other, and a connection that starts a step now serves nothing and
+// returns at once.
 func (c *conn) closeNow() {
 	if c.busy.Load() {
 		c.poll.shutdown()
 		c.nc.SetDeadline(aLongTimeAgo)
 		go closeNow(c.nc)
 		return
+	}
+	if h := c.srv.testHookCloseIdle; h != nil {
+		h(c)
 	}
 	closeNow(c.nc)
 }

@@ -77,7 +77,9 @@ func (c *conn) flush(now time.Time) error {
 	}
 	if err != nil {
 		c.werr = err
+		c.stats.unsent()
 	} else {
+		c.stats.flushed()
 		c.poll.wrote()
 	}
 	return err

@@ -115,16 +115,20 @@ type Server struct {
 	// errors. Nil means no logging.
 	Logger *slog.Logger
 
-	mu         sync.Mutex
-	listeners  map[*net.Listener]*listenerStats
-	packets    map[net.PacketConn]*listenerStats
-	conns      map[*conn]struct{}
-	park       *parker       // idle connections without goroutines (Linux; started by Serve)
-	parkAfter  time.Duration // tests: the park delay, if not parkdelay.Default
-	inShutdown atomic.Bool
-	active     sync.WaitGroup // running connection and packet loops
-	counters   counters
-	perIP      ipCounts
+	mu        sync.Mutex
+	listeners map[*net.Listener]*listenerStats
+	packets   map[net.PacketConn]*listenerStats
+	conns     map[*conn]struct{}
+	park      *parker       // idle connections without goroutines (Linux; started by Serve)
+	parkAfter time.Duration // tests: the park delay, if not parkdelay.Default
+	// testHookCloseIdle, if set, runs when Close has seen a connection
+	// idle and is about to close its socket (see conn.closeNow).
+	testHookCloseIdle func(*conn)
+	inShutdown        atomic.Bool
+	closed            atomic.Bool    // Close was called: connections serve no more input
+	active            sync.WaitGroup // running connection and packet loops
+	counters          counters
+	perIP             ipCounts
 }
 
 func (s *Server) handler() Handler {
@@ -409,6 +413,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.inShutdown.Store(true)
+	s.closed.Store(true) // before any conn.busy is read: see conn.closeNow
 	s.closeListenersLocked()
 	packets := make([]net.PacketConn, 0, len(s.packets))
 	for pc := range s.packets {

@@ -14,9 +14,9 @@ type Stats struct {
 	// RejectReason.
 	Rejected     [numRejectReasons]uint64
 	MessagesIn   uint64 // messages received, over every transport
-	MessagesOut  uint64 // replies sent
+	MessagesOut  uint64 // replies written (a reply in a write that failed is not counted)
 	BytesIn      uint64 // message bytes received, without framing
-	BytesOut     uint64 // reply bytes sent, without framing
+	BytesOut     uint64 // reply bytes written, without framing
 	Panics       uint64 // handler panics recovered
 	AcceptErrors uint64 // failed accepts (such as EMFILE), each retried
 	// Closed counts ended connections by reason, indexed by CloseReason.
@@ -82,7 +82,11 @@ type counters struct {
 // batch of messages, before each read; others read the published copy.
 type connCounters struct {
 	msgsIn, msgsOut, bytesIn, bytesOut uint64 // the connection's goroutine only
-	pub                                struct {
+	// The reply counts when the buffered replies were last written: a
+	// reply is counted when it is buffered, and uncounted if the write
+	// that carries it fails (unsent).
+	flushedMsgs, flushedBytes uint64
+	pub                       struct {
 		msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
 	}
 }
@@ -95,6 +99,18 @@ func (c *connCounters) received(n int) {
 func (c *connCounters) sent(n int) {
 	c.msgsOut++
 	c.bytesOut += uint64(n)
+}
+
+// flushed notes that every buffered reply has been written.
+func (c *connCounters) flushed() {
+	c.flushedMsgs, c.flushedBytes = c.msgsOut, c.bytesOut
+}
+
+// unsent takes back the counts of the replies buffered since the last
+// successful write, which failed: a batch whose write fails counts none
+// of its replies, even if part of it reached the socket.
+func (c *connCounters) unsent() {
+	c.msgsOut, c.bytesOut = c.flushedMsgs, c.flushedBytes
 }
 
 // publish makes the counts visible to Stats and Conns.

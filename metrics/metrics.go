@@ -96,7 +96,7 @@ var (
 	descMsgsIn = prometheus.NewDesc("porta_messages_received_total",
 		"Messages received, over every transport.", nil, nil)
 	descMsgsOut = prometheus.NewDesc("porta_messages_sent_total",
-		"Replies sent, over every transport.", nil, nil)
+		"Replies written, over every transport (not those in a write that failed).", nil, nil)
 	descBytesIn = prometheus.NewDesc("porta_received_bytes_total",
 		"Message bytes received, without framing.", nil, nil)
 	descBytesOut = prometheus.NewDesc("porta_sent_bytes_total",
