@@ -74,11 +74,25 @@ func (h *hangUp) ServeMessage(w ResponseWriter, m *Message) {
 // IsWord reports whether body equals word, compared case-insensitively and
 // ignoring white space around body. It does not allocate.
 func IsWord(body, word []byte) bool {
-	// Cheap length check first: most messages are not the word.
-	if len(body) < len(word) {
+	// Cheap length checks first: most messages are not the word. A
+	// case-insensitive match pairs rune with rune, each of 1 to 4 bytes
+	// (k and the 3-byte Kelvin sign K match), so the lengths of a match
+	// are within a factor of 4; trimming only makes body shorter, and
+	// does not touch a body whose ends are ASCII and not white space.
+	if 4*len(body) < len(word) {
+		return false
+	}
+	if n := len(body); n > 4*len(word) && asciiNonSpace(body[0]) && asciiNonSpace(body[n-1]) {
 		return false
 	}
 	return bytes.EqualFold(bytes.TrimSpace(body), word)
+}
+
+// asciiNonSpace reports whether b is an ASCII byte that is not white
+// space: a byte that bytes.TrimSpace never trims, nor starts a rune it
+// trims.
+func asciiNonSpace(b byte) bool {
+	return b < utf8.RuneSelf && b != ' ' && (b < '\t' || b > '\r')
 }
 
 // Once returns a Handler that serves one message with next and then hangs

@@ -3,6 +3,7 @@ package porta_test
 import (
 	"bytes"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -132,10 +133,40 @@ func TestIsWord(t *testing.T) {
 		{"q u i t", "quit", false},
 		{"exit", "quit", false},
 		{"ÉTÉ", "été", true},
+		// Case folding across rune sizes: the Kelvin sign (3 bytes) is
+		// K, the long s (2 bytes) is S.
+		{"kill", "\u212Aill", true},
+		{"\u212A\u212A\u212A", "kkk", true},
+		{"a\u212Ab", "akb", true},
+		{"\u017F", "S", true},
+		{"\u212A\u212A\u212A\u212A", "k", false},
+		{"\u00A0quit\u0085", "quit", true},
+		{"a long message that is not the word", "quit", false},
+		{"\tquit   \v", "quit", true},
 	}
 	for _, tt := range tests {
 		if got := porta.IsWord([]byte(tt.body), []byte(tt.word)); got != tt.want {
 			t.Errorf("IsWord(%q, %q) = %v, want %v", tt.body, tt.word, got, tt.want)
+		}
+	}
+}
+
+// TestIsWordAgreesWithDefinition checks IsWord's shortcuts against its
+// definition, on bodies made of white space, letters whose folds differ
+// in size, and ASCII.
+func TestIsWordAgreesWithDefinition(t *testing.T) {
+	t.Parallel()
+	parts := []string{" ", "\t", "\r\n", "\u00A0", "\u0085", "k", "K", "\u212A", "s", "\u017F", "\u00E5", "\u212B", "\u03A9", "\u2126", "a", "\xff", "x"}
+	words := []string{"", "k", "kk", "ks", "\u212As", "s\u00E5", "\u2126", "kkkkkk", "x"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		var b []byte
+		for range r.IntN(12) {
+			b = append(b, parts[r.IntN(len(parts))]...)
+		}
+		word := []byte(words[r.IntN(len(words))])
+		if got, want := porta.IsWord(b, word), bytes.EqualFold(bytes.TrimSpace(b), word); got != want {
+			t.Fatalf("IsWord(%q, %q) = %v, want %v", b, word, got, want)
 		}
 	}
 }
