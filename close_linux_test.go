@@ -43,7 +43,11 @@ func TestCloseServesNothingAfter(t *testing.T) {
 				// now, and the poller wakes it while Close goes on.
 				hooked.Store(true)
 				c.Write([]byte("block\n"))
-				time.Sleep(100 * time.Millisecond)
+				// Give the connection the time to start its handler,
+				// which it does at once without the handover.
+				for start := time.Now(); served.Load() == 0 && time.Since(start) < 500*time.Millisecond; {
+					time.Sleep(time.Millisecond)
+				}
 			}
 			closed := make(chan struct{})
 			go func() { s.Close(); close(closed) }()

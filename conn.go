@@ -221,6 +221,9 @@ func (c *conn) run() (reason CloseReason, done bool) {
 	for {
 		body, ok, err := c.dec.Decode()
 		if ok {
+			if c.srv.closed.Load() {
+				return CloseShutdown, true // Close: start no more handlers
+			}
 			c.frameStart = time.Time{}
 			c.serveMessage(body)
 			if c.werr != nil {
@@ -263,7 +266,7 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	// One clock reading serves the flush and the read (time.Now costs
 	// tens of nanoseconds on some virtual machines).
 	now := time.Now()
-	c.stats.publish()
+	c.stats.publishReceived()
 	if err := c.flush(now); err != nil {
 		return writeReason(err), true, false
 	}
@@ -397,6 +400,9 @@ func (c *conn) armReadDeadline(now time.Time) {
 
 // finish flushes what is left, closes the connection, counts and logs it.
 func (c *conn) finish(reason CloseReason) {
+	if c.srv.closed.Load() && (reason == CloseError || reason == ClosePeer) {
+		reason = CloseShutdown // a read or write failed on the socket Close closed
+	}
 	c.flush(time.Now())
 	c.cancelContext()
 	switch {

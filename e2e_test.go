@@ -1,6 +1,7 @@
 package porta_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -519,6 +520,51 @@ func TestStatsUnsentReply(t *testing.T) {
 			want.Closed[porta.ClosePeer] = 1
 			if got != want {
 				t.Fatalf("Stats =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+// TestStatsRepliesNeverGoDown checks that MessagesOut and BytesOut, read
+// while a write to a peer that does not read blocks and then times out,
+// never go down: the replies in the failed write are never counted, not
+// counted first and taken back.
+func TestStatsRepliesNeverGoDown(t *testing.T) {
+	t.Parallel()
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			s := portatest.Start(t, &porta.Server{Framing: frame.Line, WriteTimeout: 300 * time.Millisecond}, network)
+			c := dialRaw(t, s)
+			// Lines of 1,000 bytes, each answered while the last ones are
+			// still buffered, until the server stops reading: its write
+			// to this peer, which reads nothing, is then blocked.
+			go func() {
+				line := append(bytes.Repeat([]byte("x"), 999), '\n')
+				for {
+					if _, err := c.Write(line); err != nil {
+						return
+					}
+				}
+			}()
+			var last porta.Stats
+			for deadline := time.Now().Add(waitTimeout); ; {
+				st := s.Stats()
+				if st.MessagesOut < last.MessagesOut || st.BytesOut < last.BytesOut {
+					t.Fatalf("MessagesOut went from %d to %d, BytesOut from %d to %d",
+						last.MessagesOut, st.MessagesOut, last.BytesOut, st.BytesOut)
+				}
+				last = st
+				if st.ConnsOpen == 0 && st.ConnsTotal == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the connection was not closed for its blocked write")
+				}
+			}
+			if last.Closed[porta.CloseSlowConsumer] != 1 || last.MessagesOut == 0 || last.MessagesOut >= last.MessagesIn {
+				t.Errorf("closed %v, %d messages in, %d out; want one slow consumer, and fewer replies written than messages read",
+					last.Closed, last.MessagesIn, last.MessagesOut)
 			}
 		})
 	}

@@ -36,7 +36,7 @@ func (c *conn) writeReply(p []byte) (int, error) {
 		c.out = c.outBuf[:0]
 	}
 	c.out = frame.Append(c.out, c.replyFraming(), p)
-	c.stats.sent(len(p))
+	c.stats.buffered(len(p))
 	if len(c.out) >= flushThreshold {
 		if err := c.flush(time.Now()); err != nil {
 			return 0, err
@@ -79,7 +79,7 @@ func (c *conn) flush(now time.Time) error {
 		c.werr = err
 		c.stats.unsent()
 	} else {
-		c.stats.flushed()
+		c.stats.written()
 		c.poll.wrote()
 	}
 	return err

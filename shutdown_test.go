@@ -344,6 +344,11 @@ func TestClose(t *testing.T) {
 			if err := r.serveErr(t); !errors.Is(err, porta.ErrServerClosed) {
 				t.Errorf("Serve = %v, want ErrServerClosed", err)
 			}
+			// Counted as shut down, not as failed reads.
+			waitFor(t, waitTimeout, "the connections to be counted closed", func() bool { return r.srv.Stats().ConnsOpen == 0 })
+			if st := r.srv.Stats(); st.Closed[porta.CloseShutdown] != 2 {
+				t.Errorf("closed %v, want both connections closed by the shutdown", st.Closed)
+			}
 			// A closed server serves nothing new.
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -398,6 +403,45 @@ func TestCloseFromHandler(t *testing.T) {
 			}
 			if err := r.serveErr(t); !errors.Is(err, porta.ErrServerClosed) {
 				t.Errorf("Serve = %v, want ErrServerClosed", err)
+			}
+		})
+	}
+}
+
+// TestCloseStartsNoMoreHandlers checks that a connection starts no
+// handler once Close has begun, for the messages it has already read: a
+// handler closes the server on the first of three messages that arrive
+// together, and the other two are not served.
+func TestCloseStartsNoMoreHandlers(t *testing.T) {
+	t.Parallel()
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var served []string
+			var srv *porta.Server
+			srv = &porta.Server{Framing: frame.Line, Handler: porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+				mu.Lock()
+				served = append(served, string(m.Body))
+				mu.Unlock()
+				if string(m.Body) == "stop" {
+					srv.Close()
+				}
+				w.Write(m.Body)
+			})}
+			r := serve(t, srv, network)
+			c := r.dial(t, frame.Line)
+			if _, err := c.Conn().Write([]byte("stop\nafter\nand after\n")); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.serveErr(t); !errors.Is(err, porta.ErrServerClosed) {
+				t.Fatalf("Serve = %v, want ErrServerClosed", err)
+			}
+			waitFor(t, waitTimeout, "the connection to close", func() bool { return srv.Stats().ConnsOpen == 0 })
+			mu.Lock()
+			defer mu.Unlock()
+			if len(served) != 1 {
+				t.Errorf("served %q, want only the message that closed the server", served)
 			}
 		})
 	}

@@ -79,14 +79,14 @@ type counters struct {
 // connCounters are one connection's counts. The connection's goroutine
 // counts in plain fields, with no atomic instruction per message (an
 // atomic store is a locked XCHG on amd64), and publishes them once per
-// batch of messages, before each read; others read the published copy.
+// batch of messages; others read the published copy. A reply counts once
+// written: the replies buffered since the last write are pending, and
+// are dropped if the write that carries them fails. The published counts
+// never go down.
 type connCounters struct {
 	msgsIn, msgsOut, bytesIn, bytesOut uint64 // the connection's goroutine only
-	// The reply counts when the buffered replies were last written: a
-	// reply is counted when it is buffered, and uncounted if the write
-	// that carries it fails (unsent).
-	flushedMsgs, flushedBytes uint64
-	pub                       struct {
+	pendingMsgs, pendingBytes          uint64 // replies buffered, not yet written
+	pub                                struct {
 		msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
 	}
 }
@@ -96,28 +96,41 @@ func (c *connCounters) received(n int) {
 	c.bytesIn += uint64(n)
 }
 
-func (c *connCounters) sent(n int) {
-	c.msgsOut++
-	c.bytesOut += uint64(n)
+// buffered counts a reply waiting to be written.
+func (c *connCounters) buffered(n int) {
+	c.pendingMsgs++
+	c.pendingBytes += uint64(n)
 }
 
-// flushed notes that every buffered reply has been written.
-func (c *connCounters) flushed() {
-	c.flushedMsgs, c.flushedBytes = c.msgsOut, c.bytesOut
-}
-
-// unsent takes back the counts of the replies buffered since the last
-// successful write, which failed: a batch whose write fails counts none
-// of its replies, even if part of it reached the socket.
-func (c *connCounters) unsent() {
-	c.msgsOut, c.bytesOut = c.flushedMsgs, c.flushedBytes
-}
-
-// publish makes the counts visible to Stats and Conns.
-func (c *connCounters) publish() {
-	c.pub.msgsIn.Store(c.msgsIn)
+// written counts the pending replies as sent, their write having
+// succeeded, and publishes the reply counts.
+func (c *connCounters) written() {
+	c.msgsOut += c.pendingMsgs
+	c.bytesOut += c.pendingBytes
+	c.pendingMsgs, c.pendingBytes = 0, 0
 	c.pub.msgsOut.Store(c.msgsOut)
+	c.pub.bytesOut.Store(c.bytesOut)
+}
+
+// unsent drops the pending replies, whose write failed: a batch whose
+// write fails counts none of its replies, even if part of it reached the
+// socket.
+func (c *connCounters) unsent() {
+	c.pendingMsgs, c.pendingBytes = 0, 0
+}
+
+// publishReceived makes the counts of messages received visible to Stats
+// and Conns. The connection calls it before it writes the replies, so
+// that a peer that has its reply finds its message counted.
+func (c *connCounters) publishReceived() {
+	c.pub.msgsIn.Store(c.msgsIn)
 	c.pub.bytesIn.Store(c.bytesIn)
+}
+
+// publish makes all the counts visible to Stats and Conns.
+func (c *connCounters) publish() {
+	c.publishReceived()
+	c.pub.msgsOut.Store(c.msgsOut)
 	c.pub.bytesOut.Store(c.bytesOut)
 }
 
