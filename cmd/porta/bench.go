@@ -55,7 +55,7 @@ func runBench(e *env, args []string) int {
 	fs.DurationVar(&c.Timeout, "timeout", bench.DefaultTimeout, "give up on a connection attempt or a reply after this long")
 	fs.Var((*secondsFlag)(&c.Hold), "hold", "keep the connections open and idle this long after the last reply")
 	fs.StringVar(&c.Engine, "engine", bench.EngineAuto, "load engine: auto, epoll (Linux) or goroutine")
-	fs.IntVar(&c.Loops, "loops", 0, "event loops (OS threads) of the epoll engine (0: GOMAXPROCS)")
+	fs.IntVar(&c.Loops, "loops", 0, "event loops (OS threads) of the epoll engine (0: GOMAXPROCS-1, at least 1 and at most -c)")
 	fs.StringVar(&c.Label, "label", "", "name of the run in reports and charts (default ADDR)")
 	tlsFlags := addClientTLSFlags(fs)
 	fs.BoolVar(&bc.asJSON, "json", false, "print the report as one JSON object")

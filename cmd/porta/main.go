@@ -4,6 +4,7 @@
 //	porta serve [flags] [ADDR...]   serve messages (default 127.0.0.1:8000)
 //	porta send  [flags] ADDR [MESSAGE...]
 //	porta chat  [flags] ADDR
+//	porta bench [flags] ADDR        load a server and report throughput and latency
 //
 // Run "porta help COMMAND" for a command's flags; docs/cli.md has them all.
 // Exit status: 0 success, 1 failure, 2 usage error.
