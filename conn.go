@@ -222,7 +222,9 @@ func (c *conn) run() (reason CloseReason, done bool) {
 		body, ok, err := c.dec.Decode()
 		if ok {
 			if c.srv.closed.Load() {
-				return CloseShutdown, true // Close: start no more handlers
+				// Close has begun: start no more handlers (see
+				// conn.closeNow).
+				return CloseShutdown, true
 			}
 			c.frameStart = time.Time{}
 			c.serveMessage(body)
@@ -269,9 +271,6 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	c.stats.publishReceived()
 	if err := c.flush(now); err != nil {
 		return writeReason(err), true, false
-	}
-	if c.srv.closed.Load() {
-		return CloseShutdown, true, false // Close: serve no more input
 	}
 	c.idleSince.Store(now.UnixNano())
 	if c.dec.Buffered() > 0 && c.frameStart.IsZero() {

@@ -100,14 +100,7 @@ func (r *pollLoop) serve() (CloseReason, bool) {
 // report. Returning true ends the wait.
 func (r *pollLoop) stepOnce(fd uintptr) bool {
 	r.fd, r.drained, r.inqZero = fd, false, false
-	r.c.busy.Store(true)
-	if r.c.srv.closed.Load() {
-		// Server.Close saw this connection idle and is closing its
-		// socket, which waits for this call to return: serve nothing.
-		r.c.busy.Store(false)
-		r.reason, r.done = CloseShutdown, true
-		return true
-	}
+	r.c.busy.Store(true) // before run reads Server.closed: see conn.closeNow
 	r.reason, r.done = r.c.run()
 	r.c.busy.Store(false)
 	if !r.done {

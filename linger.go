@@ -77,10 +77,11 @@ func closeNow(nc net.Conn) {
 // a handler may call Server.Close.
 //
 // A connection seen idle is closed here, which is safe: Close sets
-// Server.closed before it reads busy, and a connection sets busy before
-// it reads Server.closed (pollLoop.stepOnce), so one of the two sees the
-// other, and a connection that starts a step now serves nothing and
-// returns at once.
+// Server.closed before it reads busy, and a connection sets busy
+// (pollLoop.stepOnce) before it reads Server.closed, which it does
+// before each message (conn.run), so one of the two sees the other: a
+// connection that starts a step now runs no handler, and the close waits
+// for one read at most.
 func (c *conn) closeNow() {
 	if c.busy.Load() {
 		c.poll.shutdown()
