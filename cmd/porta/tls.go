@@ -20,7 +20,7 @@ type serveTLS struct {
 
 // addServeTLSFlags defines the serve command's TLS flags.
 func addServeTLSFlags(fs *flagSet) *serveTLS {
-	t := &serveTLS{min: tls.VersionTLS12}
+	t := &serveTLS{min: tlsVersionFlag{v: tls.VersionTLS12}}
 	fs.StringVar(&t.cert, "tls-cert", "", "serve tls:// addresses with the certificate chain in this PEM `file`")
 	fs.StringVar(&t.key, "tls-key", "", "the private key of --tls-cert, a PEM `file`")
 	fs.StringVar(&t.clientCA, "tls-client-ca", "", "require client certificates signed by a CA in this PEM `file` (mutual TLS)")
@@ -45,8 +45,8 @@ func (t *serveTLS) check(addrs []string) error {
 		return errors.New("--tls-self-signed and --tls-cert exclude each other")
 	case hasTLS && t.cert == "" && !t.selfSigned:
 		return errors.New("a tls:// address needs --tls-cert and --tls-key, or --tls-self-signed")
-	case !hasTLS && (t.cert != "" || t.selfSigned || t.clientCA != ""):
-		return errors.New("--tls-cert, --tls-self-signed and --tls-client-ca need a tls:// address to serve, such as tls://127.0.0.1:8443")
+	case !hasTLS && (t.cert != "" || t.selfSigned || t.clientCA != "" || t.min.set):
+		return errors.New("--tls-cert, --tls-self-signed, --tls-client-ca and --tls-min need a tls:// address to serve, such as tls://127.0.0.1:8443")
 	}
 	return nil
 }
@@ -59,13 +59,13 @@ func (t *serveTLS) config(e *env) (*tls.Config, error) {
 		if t.cert == "" {
 			return nil, nil
 		}
-		return porta.NewServerTLSConfig(t.cert, t.key, t.clientCA, uint16(t.min))
+		return porta.NewServerTLSConfig(t.cert, t.key, t.clientCA, t.min.v)
 	}
 	config, fingerprint, err := porta.SelfSignedTLSConfig()
 	if err != nil {
 		return nil, err
 	}
-	config.MinVersion = uint16(t.min)
+	config.MinVersion = t.min.v
 	if t.clientCA != "" {
 		if err := porta.RequireClientCerts(config, t.clientCA); err != nil {
 			return nil, err
@@ -180,11 +180,15 @@ type hintedError struct {
 func (e *hintedError) Error() string { return e.err.Error() + " (" + e.hint + ")" }
 func (e *hintedError) Unwrap() error { return e.err }
 
-// tlsVersionFlag is a TLS version flag: 1.2 or 1.3.
-type tlsVersionFlag uint16
+// tlsVersionFlag is a TLS version flag: 1.2 or 1.3. set tells whether
+// the command line gave it.
+type tlsVersionFlag struct {
+	v   uint16
+	set bool
+}
 
 func (v *tlsVersionFlag) String() string {
-	switch *v {
+	switch v.v {
 	case tls.VersionTLS12:
 		return "1.2"
 	case tls.VersionTLS13:
@@ -196,11 +200,12 @@ func (v *tlsVersionFlag) String() string {
 func (v *tlsVersionFlag) Set(s string) error {
 	switch s {
 	case "1.2":
-		*v = tls.VersionTLS12
+		v.v = tls.VersionTLS12
 	case "1.3":
-		*v = tls.VersionTLS13
+		v.v = tls.VersionTLS13
 	default:
 		return fmt.Errorf("unknown TLS version %q (want 1.2 or 1.3)", s)
 	}
+	v.set = true
 	return nil
 }

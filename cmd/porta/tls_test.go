@@ -284,6 +284,7 @@ func TestTLSUsageErrors(t *testing.T) {
 		{[]string{"serve", "--tls-self-signed", "--tls-cert", f.cert, "--tls-key", f.key, "tls://127.0.0.1:0"}, "--tls-self-signed"},
 		{[]string{"serve", "--tls-self-signed", "127.0.0.1:0"}, "need a tls:// address"},
 		{[]string{"serve", "--tls-cert", f.cert, "--tls-key", f.key}, "need a tls:// address"},
+		{[]string{"serve", "--tls-min", "1.3", "127.0.0.1:0"}, "need a tls:// address"},
 		{[]string{"serve", "--tls-self-signed", "--tls-min", "1.1", "tls://127.0.0.1:0"}, "-tls-min"},
 		{[]string{"send", "--ca", f.ca, "127.0.0.1:1", "hello"}, "tls:// addresses only (did you mean tls://127.0.0.1:1?)"},
 		{[]string{"send", "--insecure", "unix:///tmp/x.sock", "hello"}, "tls:// addresses only"},
