@@ -1,6 +1,7 @@
 package porta
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -57,5 +58,37 @@ func TestLingerIsBounded(t *testing.T) {
 	took := time.Since(start)
 	if took < lingerMaxFactor*timeout/2 {
 		t.Errorf("linger took %v: it should wait while the peer sends", took)
+	}
+}
+
+// TestCloseNowSendsNoAlert checks that closeNow closes a TLS connection
+// without its close_notify alert: tls.Conn.Close writes the alert, which
+// blocks (for up to 5 s) when the peer does not read, as over a pipe
+// nobody reads.
+func TestCloseNowSendsNoAlert(t *testing.T) {
+	t.Parallel()
+	config, _, err := SelfSignedTLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverSide, clientSide := net.Pipe()
+	defer clientSide.Close()
+	server := tls.Server(serverSide, config)
+	client := tls.Client(clientSide, &tls.Config{InsecureSkipVerify: true})
+	handshook := make(chan error, 1)
+	go func() { handshook <- client.Handshake() }()
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-handshook; err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing from now on: any write to it blocks.
+	done := make(chan struct{})
+	go func() { closeNow(server); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("closeNow blocked on a peer that does not read")
 	}
 }
