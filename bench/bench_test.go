@@ -87,6 +87,31 @@ func TestEchoFramingsTransports(t *testing.T) {
 	}
 }
 
+// TestAddrWithoutHost checks that ":PORT" reaches a server on the local
+// system's IPv4 loopback, as net.Dial has it, with every engine.
+func TestAddrWithoutHost(t *testing.T) {
+	t.Parallel()
+	srv := portatest.Start(t, &porta.Server{}, "tcp")
+	for _, eng := range engines() {
+		t.Run(eng, func(t *testing.T) {
+			t.Parallel()
+			res := run(t, bench.Config{Addr: ":" + port(t, srv.Addr), Engine: eng, Conns: 2, Messages: 20})
+			wantOK(t, res, 20)
+		})
+	}
+}
+
+// port returns the port of a host:port address, with or without a
+// scheme.
+func port(t *testing.T, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr[strings.LastIndex(addr, "/")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestMessagesExact(t *testing.T) {
 	t.Parallel()
 	for _, eng := range engines() {
@@ -325,6 +350,60 @@ func TestConnectRefused(t *testing.T) {
 			}
 			if res == nil || res.Errors["connect_refused"] != 3 {
 				t.Fatalf("result %+v, want 3 refused connections", res)
+			}
+		})
+	}
+}
+
+// TestStalledServerTimesOut checks that a server that accepts and then
+// reads nothing fails the connection with a timeout, even when the
+// message outgrows every socket buffer, so that the write itself blocks,
+// instead of holding the run past its duration and timeout.
+func TestStalledServerTimesOut(t *testing.T) {
+	t.Parallel()
+	// A small receive buffer on the listener, which its connections
+	// inherit: an 8 MiB message is far more than both ends hold.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for _, eng := range engines() {
+		t.Run(eng, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			res, _ := runErr(t, bench.Config{Addr: l.Addr().String(), Engine: eng, Conns: 1, Size: 8 << 20,
+				Duration: time.Second, Timeout: 500 * time.Millisecond})
+			if res == nil || res.Errors["timeout"] != 1 || res.Messages != 0 {
+				t.Fatalf("result %+v, want the one connection timed out and no message answered", res)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("the run took %v against a stalled server, with a 1 s duration and a 500 ms timeout", d)
 			}
 		})
 	}

@@ -109,6 +109,14 @@ func newEpollEngine(p *plan) (engine, bool, error) {
 		if err != nil {
 			return nil, true, fmt.Errorf("bench: %w", err)
 		}
+		if ta.IP == nil {
+			// No host (":8000"): the local system, as net.Dial has it,
+			// over IPv4 unless the network says IPv6.
+			ta.IP = net.IPv4(127, 0, 0, 1)
+			if p.addr.Network == "tcp6" {
+				ta.IP = net.IPv6loopback
+			}
+		}
 		if ip4 := ta.IP.To4(); ip4 != nil {
 			e.fam = unix.AF_INET
 			e.sockaddr = func() unix.Sockaddr {

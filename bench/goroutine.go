@@ -34,6 +34,7 @@ type gconn struct {
 	dec  *frame.Decoder
 	rbuf []byte    // Raw framing's read buffer
 	rdl  time.Time // the read deadline as last set
+	wdl  time.Time // the write deadline as last set (closed model)
 	room chan struct{}
 }
 
@@ -166,6 +167,9 @@ func (c *gconn) runClosed() bool {
 		now := p.now()
 		out = c.ss.appendMessages(out[:0], now)
 		if len(out) > 0 {
+			if !c.armWrite() {
+				return false
+			}
 			if _, err := c.nc.Write(out); err != nil {
 				return c.fail(err, now)
 			}
@@ -180,6 +184,25 @@ func (c *gconn) runClosed() bool {
 		}
 		c.rec.publish()
 	}
+}
+
+// armWrite bounds the closed model's next write by the reply timeout, so
+// that a server that stops reading fails the connection instead of
+// blocking it: the deadline moves when it has fallen an eighth of the
+// timeout behind, under mu, so that it never replaces the deadline in the
+// past that cancel sets. It returns false if the run is stopping.
+func (c *gconn) armWrite() bool {
+	p := c.ss.p
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.stop.Load() {
+		return false
+	}
+	if want := time.Now().Add(p.Timeout); c.wdl.Before(want.Add(-p.Timeout / 8)) {
+		c.wdl = want
+		c.nc.SetWriteDeadline(want)
+	}
+	return true
 }
 
 // runOpen carries the open model: a writer goroutine sends on schedule
@@ -418,9 +441,12 @@ func tlsHandshake(ctx context.Context, nc net.Conn, p *plan) (net.Conn, error) {
 		config = &tls.Config{}
 	}
 	if config.ServerName == "" {
-		if host, _, err := net.SplitHostPort(p.addr.Address); err == nil {
-			config.ServerName = host
+		// As porta's client: the address's host, "localhost" for none.
+		host, _, _ := net.SplitHostPort(p.addr.Address)
+		if host == "" {
+			host = "localhost"
 		}
+		config.ServerName = host
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()

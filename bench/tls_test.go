@@ -46,6 +46,10 @@ func TestTLS(t *testing.T) {
 	if res.Engine != bench.EngineGoroutine {
 		t.Errorf("engine %q, want %q for TLS", res.Engine, bench.EngineGoroutine)
 	}
+	// With no host (tls://:PORT) the server is verified as "localhost",
+	// as porta's client does.
+	res = run(t, bench.Config{Addr: "tls://:" + port(t, addr), Conns: 1, Messages: 10, TLSConfig: &tls.Config{RootCAs: roots}})
+	wantOK(t, res, 10)
 
 	res, err = runErr(t, bench.Config{Addr: addr, Conns: 2, Messages: 10})
 	if err == nil && res.OK() {
