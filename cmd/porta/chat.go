@@ -70,7 +70,9 @@ func chatTerminal(e *env, in *os.File, c *porta.ClientConn, addr string) int {
 				serverDone <- err
 				return
 			}
-			t.Write(append(reply, '\n'))
+			// A copy: the reply is the decoder's buffer, whose next byte
+			// may be the start of the next reply.
+			t.Write(append(reply[:len(reply):len(reply)], '\n'))
 			if string(reply) == string(closedReply) {
 				serverDone <- nil
 				return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/porta-project/porta/frame"
 )
 
 // The terminal tests run chat on a pseudo-terminal, set up with Linux's
@@ -91,13 +94,13 @@ type chatSession struct {
 
 // startChat runs "porta chat addr" with a pseudo-terminal as its
 // controlling terminal, stdin, stdout and stderr.
-func startChat(t *testing.T, addr string) *chatSession {
+func startChat(t *testing.T, addr string, flags ...string) *chatSession {
 	t.Helper()
 	master, slave := openPTY(t)
 	c := &chatSession{t: t, master: master, screen: newSyncBuffer(), done: make(chan struct{}), before: termios(t, master)}
 
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	cmd := exec.CommandContext(ctx, portaBin, "chat", addr)
+	cmd := exec.CommandContext(ctx, portaBin, append(append([]string{"chat"}, flags...), addr)...)
 	cmd.Env = append(portaEnv(), "TERM=xterm")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
@@ -220,4 +223,40 @@ func TestChatTerminalCtrlD(t *testing.T) {
 	c.waitExit(0)
 	c.checkEnd()
 	s.stderr.waitForText(t, "serve stderr", "reason=peer_closed messages=1")
+}
+
+// TestChatTerminalRepliesTogether checks that replies that arrive in one
+// read are each shown whole: with length framing, a newline written past
+// a reply would land on the next reply's length prefix.
+func TestChatTerminalRepliesTogether(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		dec := frame.NewDecoder(nc, frame.Length, 0)
+		if _, err := dec.Next(); err != nil {
+			return
+		}
+		two := frame.Append(frame.Append(nil, frame.Length, []byte("first")), frame.Length, []byte("second"))
+		nc.Write(two)
+		io.Copy(io.Discard, nc)
+	}()
+	c := startChat(t, l.Addr().String(), "--framing", "len")
+	c.waitCount(chatPrompt, 1)
+	c.typeKeys("hi\r")
+	c.waitCount("first", 1)
+	c.waitCount("second", 1)
+	c.typeKeys("\x04")
+	c.waitExit(0)
+	if screen := c.screen.String(); strings.Contains(screen, "too long") {
+		t.Errorf("the terminal shows an error:\n%q", screen)
+	}
 }
