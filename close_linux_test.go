@@ -1,6 +1,8 @@
 package porta
 
 import (
+	"context"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,3 +68,51 @@ func TestCloseServesNothingAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestPanicClearsBusy checks that a connection whose handler panicked is
+// not left marked busy. Busy means "inside a poller step, the socket held
+// open": Close would then close the socket in the background, at once,
+// while the connection's final flush sends on the descriptor number,
+// which another socket may have taken by then.
+func TestPanicClearsBusy(t *testing.T) {
+	var s *Server
+	busyAtLog := make(chan bool, 1)
+	log := slog.New(hookHandler{func(r slog.Record) {
+		if r.Message != "handler panic" {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for c := range s.conns {
+			busyAtLog <- c.busy.Load()
+		}
+	}})
+	s = &Server{Logger: log, Handler: HandlerFunc(func(w ResponseWriter, m *Message) {
+		w.Write([]byte("before"))
+		panic("boom")
+	})}
+	_, addr := parkServer(t, s, "tcp")
+	c := parkDial(t, "tcp", addr)
+	if _, err := c.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case busy := <-busyAtLog:
+		if busy {
+			t.Error("the connection is still marked busy after its handler panicked")
+		}
+	case <-time.After(parkWait):
+		t.Fatal("no panic logged")
+	}
+	if got, err := c.r.ReadString('\n'); got != "before\n" {
+		t.Errorf("read %q, %v; want the reply written before the panic", got, err)
+	}
+}
+
+// hookHandler is a slog.Handler that passes each record to a function.
+type hookHandler struct{ fn func(slog.Record) }
+
+func (h hookHandler) Enabled(context.Context, slog.Level) bool      { return true }
+func (h hookHandler) Handle(_ context.Context, r slog.Record) error { h.fn(r); return nil }
+func (h hookHandler) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h hookHandler) WithGroup(string) slog.Handler                 { return h }

@@ -48,6 +48,8 @@ type conn struct {
 	parkFailed bool         // parking was refused: do not try again
 	parkSoon   bool         // resumed after a long park: park again once answered
 	parkedAt   int64        // Unix nanoseconds when the connection last parked
+	draining   bool         // has seen the shutdown with a frame in progress
+	drainFrom  uint64       // msgsIn then: the next message completes that frame
 
 	idleTimeout, frameTimeout, writeTimeout time.Duration
 	readDeadline, writeDeadline             time.Time // as last set on nc
@@ -71,9 +73,6 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	c.resp.c = c
 	c.poll.init(c)
 	c.idleSince.Store(c.opened.UnixNano())
-	s.counters.connsTotal.Add(1)
-	ls.total.Add(1)
-	ls.open.Add(1)
 	return c
 }
 
@@ -89,6 +88,11 @@ func (c *conn) serve(resumed bool) {
 	reason := CloseError
 	defer func() {
 		if p := recover(); p != nil {
+			// The panic skipped pollLoop.stepOnce's reset, and the socket's
+			// read lock is released: the connection must not pass for one
+			// inside a step, whose send may use the descriptor (Close
+			// closes a busy one's socket in the background).
+			c.busy.Store(false)
 			reason = ClosePanic
 			c.srv.counters.panics.Add(1)
 			c.srv.logger().Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -268,7 +272,9 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	// One clock reading serves the flush and the read (time.Now costs
 	// tens of nanoseconds on some virtual machines).
 	now := time.Now()
-	c.stats.publishReceived()
+	if len(c.out) == 0 {
+		c.stats.publishReceived() // else flush does, before its send
+	}
 	if err := c.flush(now); err != nil {
 		return writeReason(err), true, false
 	}
@@ -280,7 +286,7 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	// Checked after arming: Shutdown sets the flag and then wakes every
 	// connection, so either this sees the flag or the wake-up comes after
 	// the deadline set above.
-	if c.dec.Buffered() == 0 && c.srv.shuttingDown() {
+	if c.srv.shuttingDown() && c.drained() {
 		return CloseShutdown, true, false
 	}
 	if c.poll.drained {
@@ -288,6 +294,22 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 		return reason, done, !done
 	}
 	return 0, false, false
+}
+
+// drained reports, during a shutdown, whether the connection has
+// answered all it must: every complete message it has read, and the frame
+// that was in progress when it first saw the shutdown, if any. A frame
+// begun after that may not hold the connection open, or a peer that keeps
+// sending, its reads ending mid-message, would hold it open for ever.
+func (c *conn) drained() bool {
+	if c.dec.Buffered() == 0 {
+		return true
+	}
+	if !c.draining {
+		c.draining, c.drainFrom = true, c.stats.msgsIn
+		return false
+	}
+	return c.stats.msgsIn > c.drainFrom // the frame in progress is done
 }
 
 // timedOut is called when a wait for input ended at the read deadline. It
@@ -399,8 +421,11 @@ func (c *conn) armReadDeadline(now time.Time) {
 
 // finish flushes what is left, closes the connection, counts and logs it.
 func (c *conn) finish(reason CloseReason) {
-	if c.srv.closed.Load() && (reason == CloseError || reason == ClosePeer) {
-		reason = CloseShutdown // a read or write failed on the socket Close closed
+	if c.srv.closed.Load() && reason != ClosePanic && reason != CloseHangUp && reason != CloseTooLong {
+		// The socket that Close cut failed a read or write, or ran into
+		// the deadline in the past that Close set: an end, a reset, a
+		// truncated frame or a timeout that Close caused.
+		reason = CloseShutdown
 	}
 	c.flush(time.Now())
 	c.cancelContext()

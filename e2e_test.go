@@ -525,6 +525,33 @@ func TestStatsUnsentReply(t *testing.T) {
 	}
 }
 
+// TestStatsMessageCountedBeforeReply checks that a message is counted in
+// MessagesIn before its reply is sent, also when the reply goes out in
+// the middle of a handler (a reply buffer over 64 KiB is written at once):
+// a peer that has its reply finds its message counted.
+func TestStatsMessageCountedBeforeReply(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	big := bytes.Repeat([]byte("x"), 100<<10)
+	srv := &porta.Server{Framing: frame.Line, Handler: porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+		w.Write(big)
+		<-release // the handler is not done: no read, no batch end
+	})}
+	s := portatest.Start(t, srv, "tcp")
+	c := dialRaw(t, s)
+	if _, err := io.WriteString(c, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(big)+1)
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got[:len(big)], big) {
+		t.Fatalf("the reply did not arrive whole: %v", err)
+	}
+	if st := s.Stats(); st.MessagesIn != 1 || st.MessagesOut != 1 {
+		t.Errorf("with the reply received: MessagesIn %d, MessagesOut %d; want 1 and 1", st.MessagesIn, st.MessagesOut)
+	}
+}
+
 // TestStatsRepliesNeverGoDown checks that MessagesOut and BytesOut, read
 // while a write to a peer that does not read blocks and then times out,
 // never go down: the replies in the failed write are never counted, not

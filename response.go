@@ -59,6 +59,7 @@ func (c *conn) flush(now time.Time) error {
 	if len(c.out) == 0 || c.werr != nil {
 		return c.werr
 	}
+	c.stats.publishReceived() // a peer that has its reply finds its message counted
 	if c.writeTimeout > 0 {
 		// As with reads, move the deadline only when it is an eighth stale.
 		if c.writeDeadline.Before(now.Add(c.writeTimeout - c.writeTimeout/8)) {

@@ -333,7 +333,9 @@ func (s *Server) Ready() bool {
 	return !s.shuttingDown() && len(s.listeners)+len(s.packets) > 0
 }
 
-// trackConn adds a connection; it fails during shutdown.
+// trackConn adds a connection and counts it accepted and open; it fails
+// during shutdown, and then counts nothing (the connection is closed
+// unserved).
 func (s *Server) trackConn(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -345,6 +347,9 @@ func (s *Server) trackConn(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.active.Add(1)
+	s.counters.connsTotal.Add(1)
+	c.ls.total.Add(1)
+	c.ls.open.Add(1)
 	return true
 }
 

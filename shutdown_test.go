@@ -285,6 +285,65 @@ func TestShutdownMidFrame(t *testing.T) {
 	}
 }
 
+// TestShutdownPeerKeepsSending checks that a peer that goes on sending
+// during a shutdown, each of its writes ending in the middle of a message,
+// cannot hold its connection open: the frame in progress when the
+// shutdown came is answered, and the connection then hangs up.
+func TestShutdownPeerKeepsSending(t *testing.T) {
+	t.Parallel()
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			r := serve(t, &porta.Server{Framing: frame.Line}, network)
+			c := r.dial(t, frame.Line)
+			startFrame(t, c)
+
+			result := shutdownAsync(r.srv, 5*time.Second)
+			time.Sleep(50 * time.Millisecond) // let Shutdown begin draining
+			stop := make(chan struct{})
+			go func() {
+				if _, err := c.Conn().Write([]byte("def\nx")); err != nil {
+					return
+				}
+				for { // each write completes a message and starts another
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					if _, err := c.Conn().Write([]byte("y\nx")); err != nil {
+						return
+					}
+				}
+			}()
+			// The reply to the frame in progress, then (after the replies
+			// to any complete message read with it) the end of the stream,
+			// while the peer still sends.
+			expectReply(t, c, "abcdef")
+			for n := 0; ; n++ {
+				got, err := c.Receive()
+				if err == io.EOF {
+					break
+				}
+				if err != nil || n == 100 {
+					t.Fatalf("reply %d after the frame in progress: %q, %v; want the end of the stream soon", n+1, got, err)
+				}
+			}
+			// The server discards what the peer still sends until it has
+			// been silent for a second (linger), then closes.
+			close(stop)
+			select {
+			case err := <-result:
+				if err != nil {
+					t.Fatalf("Shutdown = %v", err)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatal("Shutdown did not return after the peer stopped sending")
+			}
+		})
+	}
+}
+
 // TestShutdownDeadline checks that a Shutdown whose context ends first
 // closes the connections left and returns the context's error.
 func TestShutdownDeadline(t *testing.T) {
@@ -442,6 +501,37 @@ func TestCloseStartsNoMoreHandlers(t *testing.T) {
 			defer mu.Unlock()
 			if len(served) != 1 {
 				t.Errorf("served %q, want only the message that closed the server", served)
+			}
+		})
+	}
+}
+
+// TestCloseCountsShutdown checks that a connection that Close cuts in the
+// middle of a frame is counted as closed by the shutdown, not as a
+// truncated frame: the end of stream it read is Close's doing. (A line
+// frame would not do: a last line without its newline is a message.)
+func TestCloseCountsShutdown(t *testing.T) {
+	t.Parallel()
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			var srv *porta.Server
+			srv = &porta.Server{Framing: frame.Length, Handler: porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+				srv.Close() // and no reply, whose write would fail first
+			})}
+			r := serve(t, srv, network)
+			c := r.dial(t, frame.Length)
+			// "stop", then half a frame: a length prefix and 2 of its 10 bytes.
+			half := frame.Append(nil, frame.Length, []byte("0123456789"))[:6]
+			if _, err := c.Conn().Write(append(frame.Append(nil, frame.Length, []byte("stop")), half...)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, waitTimeout, "the connection to close", func() bool {
+				st := srv.Stats()
+				return st.ConnsTotal == 1 && st.ConnsOpen == 0
+			})
+			if st := srv.Stats(); st.Closed[porta.CloseShutdown] != 1 {
+				t.Errorf("closed %v, want one connection closed by the shutdown", st.Closed)
 			}
 		})
 	}

@@ -120,8 +120,9 @@ func (c *connCounters) unsent() {
 }
 
 // publishReceived makes the counts of messages received visible to Stats
-// and Conns. The connection calls it before it writes the replies, so
-// that a peer that has its reply finds its message counted.
+// and Conns. The connection calls it before each write of replies (and
+// before each read), so that a peer that has its reply finds its message
+// counted.
 func (c *connCounters) publishReceived() {
 	c.pub.msgsIn.Store(c.msgsIn)
 	c.pub.bytesIn.Store(c.bytesIn)
