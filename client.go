@@ -122,7 +122,9 @@ func newClientConn(nc net.Conn, packet bool, d *Dialer) *ClientConn {
 	if packet {
 		// A datagram is read whole, straight from the socket: an empty
 		// datagram is an empty reply, which a Decoder would skip.
-		return &ClientConn{nc: nc, framing: f, dec: dec, dgram: make([]byte, dec.MaxSize())}
+		// One byte more than the limit, to tell a datagram over it,
+		// which a read would cut short without a word.
+		return &ClientConn{nc: nc, framing: f, dec: dec, dgram: make([]byte, dec.MaxSize()+1)}
 	}
 	if d.ReadSize > 0 {
 		dec.SetReadSize(d.ReadSize)
@@ -185,6 +187,9 @@ func (c *ClientConn) Receive() ([]byte, error) {
 		n, err := c.nc.Read(c.dgram)
 		if err != nil {
 			return nil, err
+		}
+		if n == len(c.dgram) {
+			return nil, fmt.Errorf("%w: a datagram of more than %d bytes", frame.ErrTooLong, n-1)
 		}
 		return c.dgram[:n], nil
 	}

@@ -3,10 +3,12 @@ package porta_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -312,6 +314,43 @@ func TestTooLong(t *testing.T) {
 
 // waitClosedReason waits for a connection to close with reason r and
 // returns how many did.
+// TestClientDatagramTooLong checks that a UDP reply over the client's
+// MaxMessageSize is an ErrTooLong error, not a reply cut short: a read on
+// a datagram socket drops the rest of a datagram without a word. A reply
+// of exactly the limit is whole.
+func TestClientDatagramTooLong(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() { // replies with as many bytes as the request asks
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			size, _ := strconv.Atoi(string(buf[:n]))
+			pc.WriteTo(bytes.Repeat([]byte("x"), size), from)
+		}
+	}()
+	d := porta.Dialer{MaxMessageSize: 50, Timeout: ioTimeout}
+	c, err := d.DialContext(context.Background(), "udp://"+pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	if got, err := c.Exchange([]byte("50")); err != nil || len(got) != 50 {
+		t.Fatalf("a 50-byte reply with a 50-byte limit: %d bytes, %v", len(got), err)
+	}
+	if got, err := c.Exchange([]byte("51")); !errors.Is(err, frame.ErrTooLong) {
+		t.Fatalf("a 51-byte reply with a 50-byte limit: %d bytes, %v; want ErrTooLong", len(got), err)
+	}
+}
+
 func waitClosedReason(t *testing.T, s *portatest.Server, r porta.CloseReason) uint64 {
 	t.Helper()
 	waitFor(t, waitTimeout, "a connection to close as "+r.String(), func() bool { return s.Stats().Closed[r] > 0 })
