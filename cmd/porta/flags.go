@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -99,6 +100,9 @@ func parseSize(v string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(num))
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("bad size %q (want a number of bytes, optionally with KiB or MiB)", v)
+	}
+	if n > math.MaxInt/mult {
+		return 0, fmt.Errorf("size %q is too large", v)
 	}
 	return n * mult, nil
 }

@@ -21,6 +21,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--mode", "shout"}, "--mode"},
 		{[]string{"serve", "--log-format", "xml"}, "--log-format"},
 		{[]string{"serve", "--max-msg", "lots"}, "-max-msg"},
+		// 17592186044432 MiB is 2^64 + 16 MiB: it must not wrap to 16 MiB.
+		{[]string{"serve", "--max-msg", "17592186044432M"}, "too large"},
 		{[]string{"send", "--framing", "auto", "127.0.0.1:1"}, "framing"},
 		{[]string{"send", "--timeout", "soon", "127.0.0.1:1"}, "-timeout"},
 		{[]string{"send"}, "missing ADDR"},
