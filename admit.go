@@ -134,5 +134,19 @@ func (s *Server) refuse(nc net.Conn, why RejectReason) {
 		return
 	}
 	s.counters.closed[CloseLimit].Add(1)
-	go s.reject(nc, why)
+	if s.rejecting.Add(1) > maxRejecting {
+		// A flood of refused peers: the refusals under way hold a
+		// descriptor and a goroutine each for a second or more, and
+		// more would defeat the limit. Close without a word.
+		s.rejecting.Add(-1)
+		nc.Close()
+		return
+	}
+	go func() {
+		defer s.rejecting.Add(-1)
+		s.reject(nc, why)
+	}()
 }
+
+// maxRejecting bounds the refusals written at once (see Server.refuse).
+const maxRejecting = 64

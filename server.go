@@ -126,6 +126,7 @@ type Server struct {
 	testHookCloseIdle func(*conn)
 	inShutdown        atomic.Bool
 	closed            atomic.Bool    // Close was called: connections serve no more input
+	rejecting         atomic.Int32   // refusals being written (see refuse)
 	active            sync.WaitGroup // running connection and packet loops
 	counters          counters
 	perIP             ipCounts
