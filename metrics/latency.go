@@ -54,15 +54,17 @@ func (h *instrumented) ServeMessage(w porta.ResponseWriter, msg *porta.Message) 
 
 // observe counts one handler latency.
 func (m *Metrics) observe(d time.Duration) {
-	m.latency.Observe(d.Seconds())
+	// The maximum first, the histogram after: Latency reads them in the
+	// other order, so a message it counts is in its maximum too.
 	// The maximum is written only when exceeded, which is rare once the
 	// window has seen a few messages, so this is mostly one plain load.
 	for n := int64(d); ; {
 		cur := m.maxNano.Load()
 		if n <= cur || m.maxNano.CompareAndSwap(cur, n) {
-			return
+			break
 		}
 	}
+	m.latency.Observe(d.Seconds())
 }
 
 // LatencyWindow is the span of recent time that Latency summarises: long
@@ -95,11 +97,13 @@ type Latency struct {
 // dashboard; calls from several goroutines share one history.
 func (m *Metrics) Latency() Latency {
 	now := time.Now()
-	cur := latencySample{at: now, max: m.maxNano.Swap(0)}
 	var pb dto.Metric
 	if err := m.latency.Write(&pb); err != nil {
 		return Latency{} // not for a histogram without exemplars
 	}
+	// After the histogram (see observe): a message counted there is in
+	// this maximum, or in an earlier one.
+	cur := latencySample{at: now, max: m.maxNano.Swap(0)}
 	h := pb.GetHistogram()
 	cur.count = h.GetSampleCount()
 	cur.buckets = make([]uint64, len(latencyBuckets))
@@ -132,9 +136,10 @@ type latencySample struct {
 	max     int64    // the largest latency since the previous sample, in ns
 }
 
-// sampleSpacing is the least time between two kept samples: callers more
-// frequent than this replace the newest sample instead of adding one, so
-// the history holds at most LatencyWindow/sampleSpacing+2 samples.
+// sampleSpacing is the least time between two kept samples but the
+// newest: callers more frequent than this replace the newest sample
+// instead of adding one, so the history holds at most
+// LatencyWindow/sampleSpacing+2 samples.
 const sampleSpacing = 500 * time.Millisecond
 
 // latencyWindow is the recent history of latency samples, oldest first.
@@ -162,7 +167,10 @@ func (w *latencyWindow) add(cur latencySample, cutoff time.Time) (base latencySa
 		first = i
 	}
 	w.samples = append(w.samples[:0], w.samples[first:]...)
-	if n := len(w.samples); n > 1 && cur.at.Sub(w.samples[n-1].at) < sampleSpacing {
+	// The newest sample is replaced while it is within sampleSpacing of
+	// the one before it (not of cur: callers every 300 ms would then
+	// replace it for ever, and the history would stop moving on).
+	if n := len(w.samples); n > 1 && cur.at.Sub(w.samples[n-2].at) < sampleSpacing {
 		cur.max = max(cur.max, w.samples[n-1].max)
 		w.samples[n-1] = cur
 	} else {

@@ -82,6 +82,25 @@ func TestLatencyWindow(t *testing.T) {
 	})
 }
 
+// TestLatencyWindowFrequentCalls checks, on fake time, that the window
+// moves on when Latency is called more often than samples are kept (every
+// 300 ms, as several dashboards or a polling script do): a slow message
+// leaves it once it is a window old.
+func TestLatencyWindowFrequentCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := New(&porta.Server{})
+		m.observe(50 * time.Millisecond)
+		var lat Latency
+		for range 50 { // 15 s
+			time.Sleep(300 * time.Millisecond)
+			lat = m.Latency()
+		}
+		if lat.Window > LatencyWindow+time.Second || lat.Count != 0 || lat.Max != 0 {
+			t.Fatalf("15 s after the only message, called every 300 ms: %+v; want a window of about %v without it", lat, LatencyWindow)
+		}
+	})
+}
+
 // TestQuantileEdges checks the estimate at the ends of the bucket range.
 func TestQuantileEdges(t *testing.T) {
 	cum := make([]uint64, len(latencyBuckets))

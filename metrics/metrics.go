@@ -19,6 +19,7 @@ package metrics
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -216,6 +217,9 @@ func mergeListeners(ls []porta.ListenerStats) []porta.ListenerStats {
 	out := ls[:0:0]
 	index := make(map[string]int, len(ls))
 	for _, l := range ls {
+		// A label value must be UTF-8, or the registry fails the scrape
+		// (a Unix socket's path may be any bytes).
+		l.Addr = strings.ToValidUTF8(l.Addr, "\uFFFD")
 		i, ok := index[l.Addr]
 		if !ok {
 			index[l.Addr] = len(out)

@@ -185,6 +185,30 @@ func TestUDPDatagrams(t *testing.T) {
 	}
 }
 
+// TestListenerLabelNotUTF8 checks that a Unix socket whose path is not
+// valid UTF-8 does not fail the scrape: a Prometheus label value must be
+// UTF-8, and its bytes are replaced.
+func TestListenerLabelNotUTF8(t *testing.T) {
+	t.Parallel()
+	l, err := porta.Listen("unix://" + t.TempDir() + "/s\xff.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &porta.Server{}
+	m := metrics.New(srv)
+	done := make(chan struct{})
+	go func() { srv.Serve(l); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	for !srv.Ready() {
+		time.Sleep(time.Millisecond)
+	}
+	fams := scrape(t, m.Handler())
+	f := fams["porta_listener_connections_total"]
+	if f == nil || len(f.GetMetric()) != 1 || !strings.HasSuffix(f.GetMetric()[0].GetLabel()[0].GetValue(), "/s\uFFFD.sock") {
+		t.Fatalf("porta_listener_connections_total = %v, want one listener ending in /s\uFFFD.sock", f)
+	}
+}
+
 // TestExposition checks that /metrics parses as the Prometheus text format
 // with legacy (strict) metric names, that every porta metric has help and
 // the conventional name for its type, and that the Go and process
