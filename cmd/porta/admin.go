@@ -94,6 +94,26 @@ func adminAddr(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// loopbackHostsOnly guards an admin server bound to loopback against DNS
+// rebinding, where a web page whose name has come to resolve to 127.0.0.1
+// reads the endpoints (the server's peers among them) from a browser on
+// this machine: only requests that name the server by an IP address or
+// "localhost" are served, others get 421 Misdirected Request.
+func loopbackHostsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") || net.ParseIP(host) != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "porta: the admin endpoints answer requests for localhost or an IP address only", http.StatusMisdirectedRequest)
+	})
+}
+
 // serve starts serving the admin endpoints, prints
 // "Admin on http://HOST:PORT" (the real port for :0) and returns the
 // function that stops the server; call it once the porta server has shut
@@ -105,8 +125,12 @@ func (a *adminServer) serve(e *env) (stop func()) {
 	// Ending the base context ends the dashboards' event streams, which
 	// would otherwise hold Shutdown until its timeout.
 	ctx, cancel := context.WithCancel(context.Background())
+	var h http.Handler = admin.New(a.srv, a.m)
+	if ta, ok := a.ln.Addr().(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		h = loopbackHostsOnly(h)
+	}
 	hs := &http.Server{
-		Handler:           admin.New(a.srv, a.m),
+		Handler:           h,
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		ReadTimeout:       adminReadTimeout,
 		WriteTimeout:      adminWriteTimeout,

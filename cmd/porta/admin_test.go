@@ -67,6 +67,21 @@ func TestServeAdmin(t *testing.T) {
 	if code, body := adminGet(t, base+"/"); code != http.StatusOK || !strings.Contains(body, `id="conns-open"`) {
 		t.Errorf("GET / = %d, without the dashboard", code)
 	}
+	// Bound to loopback, the endpoints answer only requests for an IP
+	// address or localhost: a page whose name was rebound to 127.0.0.1
+	// cannot read them.
+	for host, want := range map[string]int{"evil.example:80": http.StatusMisdirectedRequest, "localhost": http.StatusOK, "LOCALHOST.:9090": http.StatusOK, "[::1]:9090": http.StatusOK} {
+		req, _ := http.NewRequest("GET", base+"/api/snapshot", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /api/snapshot with Host %q = %d, want %d", host, resp.StatusCode, want)
+		}
+	}
 
 	// A connection that sent a message and half of another.
 	c, err := net.DialTimeout("tcp", hostPort, waitTimeout)
