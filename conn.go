@@ -421,7 +421,8 @@ func (c *conn) armReadDeadline(now time.Time) {
 
 // finish flushes what is left, closes the connection, counts and logs it.
 func (c *conn) finish(reason CloseReason) {
-	if c.srv.closed.Load() && reason != ClosePanic && reason != CloseHangUp && reason != CloseTooLong {
+	closed := c.srv.closed.Load()
+	if closed && reason != ClosePanic && reason != CloseHangUp && reason != CloseTooLong {
 		// The socket that Close cut failed a read or write, or ran into
 		// the deadline in the past that Close set: an end, a reset, a
 		// truncated frame or a timeout that Close caused.
@@ -430,7 +431,7 @@ func (c *conn) finish(reason CloseReason) {
 	c.flush(time.Now())
 	c.cancelContext()
 	switch {
-	case c.werr != nil, c.srv.closed.Load():
+	case c.werr != nil, closed:
 		// Nothing more can be sent, or Close wants no flush: the stream
 		// may end mid-frame.
 		closeNow(c.nc)

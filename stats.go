@@ -108,8 +108,7 @@ func (c *connCounters) written() {
 	c.msgsOut += c.pendingMsgs
 	c.bytesOut += c.pendingBytes
 	c.pendingMsgs, c.pendingBytes = 0, 0
-	c.pub.msgsOut.Store(c.msgsOut)
-	c.pub.bytesOut.Store(c.bytesOut)
+	c.publishWritten()
 }
 
 // unsent drops the pending replies, whose write failed: a batch whose
@@ -128,11 +127,16 @@ func (c *connCounters) publishReceived() {
 	c.pub.bytesIn.Store(c.bytesIn)
 }
 
+// publishWritten makes the counts of replies written visible.
+func (c *connCounters) publishWritten() {
+	c.pub.msgsOut.Store(c.msgsOut)
+	c.pub.bytesOut.Store(c.bytesOut)
+}
+
 // publish makes all the counts visible to Stats and Conns.
 func (c *connCounters) publish() {
 	c.publishReceived()
-	c.pub.msgsOut.Store(c.msgsOut)
-	c.pub.bytesOut.Store(c.bytesOut)
+	c.publishWritten()
 }
 
 // addTo adds the connection's published counts to the server's totals.
