@@ -32,6 +32,7 @@ type conn struct {
 	out        []byte     // framed replies not yet written
 	outBuf     *outBuffer // the pooled array behind out, while held
 	hungUp     bool       // the handler asked to close
+	tls        bool       // a TLS connection, its handshake done
 	werr       error      // the write error that ended writing
 	closeErr   error      // why the connection ended, for the close log line
 	ctxMu      sync.Mutex // guards ctx, cancel and ended
@@ -162,7 +163,7 @@ func (c *conn) handshake() (CloseReason, bool) {
 	// the shutdown flag before its first read.
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
-	c.msg.TLS = &st
+	c.msg.TLS, c.tls = &st, true
 	return 0, true
 }
 
@@ -283,6 +284,9 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 		c.frameStart = now
 	}
 	c.armReadDeadline(now)
+	if c.tls {
+		c.armTLSWriteDeadline()
+	}
 	// Checked after arming: Shutdown sets the flag and then wakes every
 	// connection, so either this sees the flag or the wake-up comes after
 	// the deadline set above.

@@ -62,10 +62,7 @@ func (c *conn) flush(now time.Time) error {
 	c.stats.publishReceived() // a peer that has its reply finds its message counted
 	if c.writeTimeout > 0 {
 		// As with reads, move the deadline only when it is an eighth stale.
-		if c.writeDeadline.Before(now.Add(c.writeTimeout - c.writeTimeout/8)) {
-			c.writeDeadline = now.Add(c.writeTimeout)
-			c.nc.SetWriteDeadline(c.writeDeadline)
-		}
+		c.setWriteDeadline(now.Add(c.writeTimeout), c.writeTimeout/8)
 	}
 	n, err := c.poll.write(c.out)
 	if err == nil && n < len(c.out) {
@@ -84,6 +81,34 @@ func (c *conn) flush(now time.Time) error {
 		c.poll.wrote()
 	}
 	return err
+}
+
+// setWriteDeadline moves the write deadline to want, unless it is
+// already no later than want and no more than slack before it.
+func (c *conn) setWriteDeadline(want time.Time, slack time.Duration) {
+	if cur := c.writeDeadline; cur.After(want) || cur.Before(want.Add(-slack)) {
+		c.writeDeadline = want
+		c.nc.SetWriteDeadline(want)
+	}
+}
+
+// armTLSWriteDeadline bounds the writes crypto/tls makes from inside a
+// TLS connection's next read: its answers to the peer's post-handshake messages, such as
+// a TLS 1.3 key update that asks for one back. The deadline set at the
+// last flush may have passed long before such a message arrives, and a
+// failed answer would fail the next reply; so while a TLS connection
+// reads, its writes may last until WriteTimeout after the read deadline
+// (and have no deadline while the read has none). flush sets the
+// deadline back to WriteTimeout from its own time.
+func (c *conn) armTLSWriteDeadline() {
+	if c.writeTimeout <= 0 {
+		return
+	}
+	var want time.Time
+	if !c.readDeadline.IsZero() {
+		want = c.readDeadline.Add(c.writeTimeout)
+	}
+	c.setWriteDeadline(want, 0)
 }
 
 // writeReason names the end of a connection whose write failed.

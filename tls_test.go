@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -816,5 +817,99 @@ func TestNewServerTLSConfig(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "porta: ") || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestTLSKeyUpdateAfterQuiet: a TLS 1.3 peer that stays quiet for longer
+// than WriteTimeout and then asks for a key update still gets its next
+// reply. crypto/tls answers the request from inside the server's read, so
+// that write must not run into the deadline set at the last flush, which
+// has long passed. Go's TLS client cannot send a KeyUpdate; openssl
+// s_client does (its "K" command).
+func TestTLSKeyUpdateAfterQuiet(t *testing.T) {
+	t.Parallel()
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl is not on PATH; this test needs its s_client")
+	}
+	p := testPKI()
+	srv := &porta.Server{
+		Handler:      porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) { w.Write(m.Body) }),
+		WriteTimeout: 200 * time.Millisecond,
+	}
+	addr := startTLS(t, srv, p.serverConfig(p.server))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", strings.TrimPrefix(addr, "tls://"),
+		"-servername", "localhost", "-tls1_3")
+	var stdout, stderr tlsLog
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	waitFor := func(what string, log *tlsLog, text string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(log.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no %q within 10s\nstdout:\n%s\nstderr:\n%s\nserver stats: %+v",
+					what, text, stdout.String(), stderr.String(), srv.Stats().Closed)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	io.WriteString(stdin, "first\n")
+	waitFor("first reply", &stdout, "\nfirst\n")
+	time.Sleep(3 * srv.WriteTimeout) // the write deadline of that reply passes
+	io.WriteString(stdin, "K\n")     // a key update, asking for the server's
+	waitFor("key update", &stderr, "KEYUPDATE")
+	io.WriteString(stdin, "second\n")
+	waitFor("reply after the key update", &stdout, "\nsecond\n")
+	if n := srv.Stats().Closed[porta.CloseSlowConsumer]; n != 0 {
+		t.Errorf("%d connections closed as slow consumers, want 0", n)
+	}
+}
+
+// TestTLSSlowConsumer: a TLS peer that does not read its replies is
+// closed once a write has waited WriteTimeout, although the writes that
+// crypto/tls may make inside a read are allowed until WriteTimeout after
+// the (here much later) idle deadline.
+func TestTLSSlowConsumer(t *testing.T) {
+	t.Parallel()
+	p := testPKI()
+	big := bytes.Repeat([]byte("z"), 64<<10)
+	srv := &porta.Server{
+		Handler:      porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) { w.Write(big) }),
+		WriteTimeout: 200 * time.Millisecond,
+		IdleTimeout:  time.Minute,
+	}
+	addr := startTLS(t, srv, p.serverConfig(p.server))
+	tc, err := tls.Dial("tcp", strings.TrimPrefix(addr, "tls://"), p.clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	// 2,000 requests ask for 128 MiB of replies, and the client reads none.
+	if _, err := tc.Write(bytes.Repeat([]byte("big\n"), 2000)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for srv.Stats().Closed[porta.CloseSlowConsumer] != 1 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no slow consumer closed 10s after its requests (idle timeout %v); closed: %v",
+				srv.IdleTimeout, srv.Stats().Closed)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
