@@ -134,19 +134,42 @@ func (s *Server) refuse(nc net.Conn, why RejectReason) {
 		return
 	}
 	s.counters.closed[CloseLimit].Add(1)
-	if s.rejecting.Add(1) > maxRejecting {
-		// A flood of refused peers: the refusals under way hold a
-		// descriptor and a goroutine each for a second or more, and
-		// more would defeat the limit. Close without a word.
-		s.rejecting.Add(-1)
+	if !s.trackRefusal(nc) {
 		nc.Close()
 		return
 	}
 	go func() {
-		defer s.rejecting.Add(-1)
+		defer s.untrackRefusal(nc)
 		s.reject(nc, why)
 	}()
 }
 
 // maxRejecting bounds the refusals written at once (see Server.refuse).
 const maxRejecting = 64
+
+// trackRefusal adds a refusal about to be written, so that Shutdown waits
+// for it and Close ends it. It fails during shutdown, and in a flood of
+// refused peers: the refusals under way hold a descriptor and a goroutine
+// each for a second or more, and more would defeat the limit; such a peer
+// is closed without a word.
+func (s *Server) trackRefusal(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown() || len(s.refusals) >= maxRejecting {
+		return false
+	}
+	if s.refusals == nil {
+		s.refusals = make(map[net.Conn]struct{})
+	}
+	s.refusals[nc] = struct{}{}
+	s.active.Add(1)
+	return true
+}
+
+// untrackRefusal removes a refusal that has ended.
+func (s *Server) untrackRefusal(nc net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.refusals, nc)
+	s.active.Done()
+}

@@ -125,9 +125,9 @@ type Server struct {
 	// idle and is about to close its socket (see conn.closeNow).
 	testHookCloseIdle func(*conn)
 	inShutdown        atomic.Bool
-	closed            atomic.Bool    // Close was called: connections serve no more input
-	rejecting         atomic.Int32   // refusals being written (see refuse)
-	active            sync.WaitGroup // running connection and packet loops
+	closed            atomic.Bool           // Close was called: connections serve no more input
+	refusals          map[net.Conn]struct{} // refusals being written (see refuse)
+	active            sync.WaitGroup        // running connection, packet and refusal loops
 	counters          counters
 	perIP             ipCounts
 }
@@ -372,8 +372,10 @@ func (s *Server) untrackConn(c *conn, reason CloseReason) {
 
 // Shutdown stops the server gracefully: it closes the listeners, lets
 // every connection answer the messages it has received and flush its
-// replies, closes connections as they fall idle, and waits for them all.
-// Connections in the middle of a frame may finish it. If ctx ends first,
+// replies, closes connections as they fall idle, and waits for them all,
+// and for the refusals of peers over a connection limit to end (each
+// within its linger: a second of silence, ten at most). Connections in
+// the middle of a frame may finish it. If ctx ends first,
 // Shutdown closes whatever is left and returns ctx's error. Serve and
 // ServePacket return ErrServerClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -409,8 +411,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops the server at once: it closes the listeners, the UDP sockets
-// and every connection, without flushing. Serve and ServePacket return
+// Close stops the server at once: it closes the listeners, the UDP sockets,
+// every connection and every refusal under way, without flushing. Serve and ServePacket return
 // ErrServerClosed. Use Shutdown to lose no reply.
 //
 // Sockets are closed outside the server's lock and without TLS
@@ -429,9 +431,16 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	refusals := make([]net.Conn, 0, len(s.refusals))
+	for nc := range s.refusals {
+		refusals = append(refusals, nc)
+	}
 	s.mu.Unlock()
 	for _, pc := range packets {
 		pc.Close()
+	}
+	for _, nc := range refusals {
+		closeNow(nc)
 	}
 	for _, c := range conns {
 		c.cancelContext()
