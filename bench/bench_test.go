@@ -433,6 +433,24 @@ func TestConnectRefusedEngineDoneFirst(t *testing.T) {
 	}
 }
 
+// TestOpenModelEndsOnTime: an open-model run ends when its duration is
+// over, even when the writer's last wake-up of the reader comes just
+// after the reader checked for the end (the reader must not then wait for
+// a reply that will never come, for the whole reply timeout).
+func TestOpenModelEndsOnTime(t *testing.T) {
+	bench.HoldOpenReaderAtStop(t)
+	srv := portatest.NewServer(t, nil)
+	start := time.Now()
+	res := run(t, bench.Config{Addr: srv.Addr, Engine: bench.EngineGoroutine, Conns: 1, Rate: 50,
+		Duration: 300 * time.Millisecond, Timeout: 30 * time.Second})
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("a 300 ms run with a 30 s reply timeout took %v", d)
+	}
+	if !res.OK() || res.Messages == 0 {
+		t.Errorf("%d messages and %v errors, want some and none", res.Messages, res.Errors)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	srv := portatest.NewServer(t, nil)

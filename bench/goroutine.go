@@ -221,6 +221,9 @@ func (c *gconn) runOpen() bool {
 		if done {
 			break
 		}
+		if testHookOpenBeforeRead != nil {
+			testHookOpenBeforeRead(c)
+		}
 		ok, a := c.readOnce()
 		if !a {
 			alive = false
@@ -245,6 +248,10 @@ func (c *gconn) runOpen() bool {
 	<-wdone
 	return alive
 }
+
+// testHookOpenBeforeRead, if set (by tests), is called by the open
+// model's reader before each read.
+var testHookOpenBeforeRead func(c *gconn)
 
 // write is the open model's writer: it sends the due messages that the
 // pipeline has room for, then sleeps until the next is due or a reply
@@ -300,6 +307,13 @@ func (c *gconn) readOnce() (ok, alive bool) {
 	if p.stop.Load() {
 		c.mu.Unlock()
 		return false, false
+	}
+	if c.ss.done() {
+		// The open model's writer has stopped with no reply to wait
+		// for, and may have woken this read already: re-arming would
+		// undo its wake-up.
+		c.mu.Unlock()
+		return false, true
 	}
 	now := time.Now()
 	if want := now.Add(p.Timeout); c.rdl.Before(want.Add(-p.Timeout / 8)) {
