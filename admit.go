@@ -61,11 +61,12 @@ func peerIP(a net.Addr) (netip.Addr, bool) {
 	return ip.Unmap(), ok
 }
 
-// permitted reports whether the filters let ip in: not in any Deny prefix
-// and, when Allow is not empty, in one of its prefixes. Deny wins.
+// permitted reports whether the filters let ip (unmapped) in: not in any
+// Deny prefix and, when Allow is not empty, in one of its prefixes. Deny
+// wins.
 func (s *Server) permitted(ip netip.Addr) bool {
 	for _, p := range s.Deny {
-		if p.Contains(ip) {
+		if prefixContains(p, ip) {
 			return false
 		}
 	}
@@ -73,11 +74,21 @@ func (s *Server) permitted(ip netip.Addr) bool {
 		return true
 	}
 	for _, p := range s.Allow {
-		if p.Contains(ip) {
+		if prefixContains(p, ip) {
 			return true
 		}
 	}
 	return false
+}
+
+// prefixContains reports whether p holds ip, an IPv4 address matching an
+// IPv6 prefix that holds its IPv4-mapped form (::ffff:127.0.0.1/128 holds
+// 127.0.0.1), so that a filter written in that form is not bypassed.
+func prefixContains(p netip.Prefix, ip netip.Addr) bool {
+	if p.Contains(ip) {
+		return true
+	}
+	return ip.Is4() && p.Addr().Is6() && p.Contains(netip.AddrFrom16(ip.As16()))
 }
 
 // admit decides whether a new connection may be served. If it may, the

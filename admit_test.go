@@ -132,6 +132,38 @@ func TestAllowDeny(t *testing.T) {
 	}
 }
 
+// TestFiltersMappedPrefixes: a prefix written in IPv4-mapped IPv6 form
+// (::ffff:127.0.0.1/128) covers the IPv4 peers it maps, in Deny as in
+// Allow: a deny rule in that form must not be bypassed.
+func TestFiltersMappedPrefixes(t *testing.T) {
+	t.Parallel()
+	denied := portatest.Start(t, &porta.Server{
+		Deny: []netip.Prefix{netip.MustParsePrefix("::ffff:127.0.0.5/128"), netip.MustParsePrefix("::ffff:127.0.0.16/124")},
+	}, "tcp")
+	allowed := portatest.Start(t, &porta.Server{
+		Allow: []netip.Prefix{netip.MustParsePrefix("::ffff:127.0.0.0/125")},
+	}, "tcp")
+	for _, tc := range []struct {
+		srv     *portatest.Server
+		from    string
+		allowed bool
+	}{
+		{denied, "127.0.0.1", true},
+		{denied, "127.0.0.5", false},
+		{denied, "127.0.0.20", false},
+		{allowed, "127.0.0.6", true},
+		{allowed, "127.0.0.9", false},
+	} {
+		c := dialFrom(t, tc.from, tc.srv.Addr)
+		io.WriteString(c, "hello\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ := bufio.NewReader(c).ReadString('\n')
+		if (got == "hello\n") != tc.allowed {
+			t.Errorf("peer %s got %q; allowed should be %v", tc.from, got, tc.allowed)
+		}
+	}
+}
+
 func TestFiltersIgnoreUnixPeers(t *testing.T) {
 	t.Parallel()
 	srv := portatest.Start(t, &porta.Server{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"time"
 )
@@ -12,11 +13,16 @@ import (
 // it returns ErrServerClosed. Each datagram is one message, and each reply
 // is one datagram to its sender. Datagrams are served one at a time, in
 // order of arrival; a datagram over MaxMessageSize gets the reply
-// "ERR message too long (limit N bytes)". ServePacket closes pc when it
-// returns.
+// "ERR message too long (limit N bytes)". Allow and Deny apply to the
+// senders of UDP datagrams: a datagram from a sender they refuse is
+// dropped unanswered (Stats.DatagramsDenied). Shutdown answers the
+// datagrams already waiting on the socket (up to shutdownDatagrams) before
+// ServePacket returns. ServePacket closes pc when it returns.
 func (s *Server) ServePacket(pc net.PacketConn) error {
 	ls := &listenerStats{addr: FormatAddr(pc.LocalAddr())}
-	if !s.trackPacket(pc, ls) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if !s.trackPacket(pc, &packetSocket{ls: ls, cancel: cancel}) {
 		pc.Close()
 		return ErrServerClosed
 	}
@@ -25,16 +31,29 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 
 	limit := s.maxMessageSize()
 	buf := make([]byte, limit+1) // one byte more tells an oversized datagram
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	w := &packetWriter{pc: pc, s: s}
 	m := &Message{LocalAddr: pc.LocalAddr(), ctx: ctx}
 	h := s.handler()
+	filtered := len(s.Allow)+len(s.Deny) > 0
 	var backoff time.Duration
+	draining := -1 // datagrams left to answer during a shutdown; -1 before it
 	for {
+		if draining >= 0 {
+			if draining == 0 || s.closed.Load() {
+				return ErrServerClosed
+			}
+			draining--
+			// Read what is queued: a deadline in the future lets the
+			// read try the socket, which a past one does not.
+			pc.SetReadDeadline(time.Now().Add(time.Millisecond))
+		}
 		n, peer, err := pc.ReadFrom(buf)
 		if err != nil {
 			if s.shuttingDown() {
+				if draining < 0 && !s.closed.Load() && isTimeoutErr(err) {
+					draining = shutdownDatagrams
+					continue
+				}
 				return ErrServerClosed
 			}
 			if !isTemporary(err) {
@@ -45,6 +64,10 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 			continue
 		}
 		backoff = 0
+		if filtered && !s.permittedPacket(peer) {
+			s.counters.datagramsDenied.Add(1)
+			continue
+		}
 		s.counters.msgsIn.Add(1)
 		s.counters.bytesIn.Add(uint64(min(n, limit)))
 		ls.messages.Add(1)
@@ -70,12 +93,35 @@ func (s *Server) servePacket(h Handler, w *packetWriter, m *Message) {
 	h.ServeMessage(w, m)
 }
 
-// trackPacket adds a datagram socket with its counts, or removes it when
-// ls is nil; adding fails during shutdown.
-func (s *Server) trackPacket(pc net.PacketConn, ls *listenerStats) bool {
+// shutdownDatagrams bounds the datagrams a shutdown answers after it has
+// begun: those already queued on the socket, and not a flood that goes on
+// arriving.
+const shutdownDatagrams = 4096
+
+// permittedPacket reports whether Allow and Deny let the sender of a
+// datagram in; senders other than UDP ones are not filtered.
+func (s *Server) permittedPacket(peer net.Addr) bool {
+	ua, ok := peer.(*net.UDPAddr)
+	if !ok {
+		return true
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	return !ok || s.permitted(ip.Unmap())
+}
+
+// packetSocket is a datagram socket being served: its counts, and the
+// cancel of its messages' context, which Close calls.
+type packetSocket struct {
+	ls     *listenerStats
+	cancel context.CancelFunc
+}
+
+// trackPacket adds a datagram socket, or removes it when ps is nil;
+// adding fails during shutdown.
+func (s *Server) trackPacket(pc net.PacketConn, ps *packetSocket) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ls == nil {
+	if ps == nil {
 		delete(s.packets, pc)
 		s.active.Done()
 		return true
@@ -84,9 +130,9 @@ func (s *Server) trackPacket(pc net.PacketConn, ls *listenerStats) bool {
 		return false
 	}
 	if s.packets == nil {
-		s.packets = make(map[net.PacketConn]*listenerStats)
+		s.packets = make(map[net.PacketConn]*packetSocket)
 	}
-	s.packets[pc] = ls
+	s.packets[pc] = ps
 	s.active.Add(1)
 	return true
 }

@@ -89,13 +89,15 @@ type Server struct {
 	// "ERR too many connections" and is closed.
 	MaxConnsPerIP int
 
-	// Allow, when not empty, admits TCP peers only from these prefixes.
-	// Nil admits every address.
+	// Allow, when not empty, admits TCP peers and UDP senders only from
+	// these prefixes. Nil admits every address. An IPv4 peer matches an
+	// IPv6 prefix that holds its IPv4-mapped form (::ffff:a.b.c.d).
 	Allow []netip.Prefix
 
-	// Deny refuses TCP peers from these prefixes, whatever Allow says:
-	// deny wins. A refused peer is closed without a reply. Unix-socket
-	// peers have no IP address and are never filtered.
+	// Deny refuses TCP peers and UDP senders from these prefixes,
+	// whatever Allow says: deny wins. A refused peer is closed without a
+	// reply; a refused sender's datagram is dropped unanswered.
+	// Unix-socket peers have no IP address and are never filtered.
 	Deny []netip.Prefix
 
 	// TLSConfig is the TLS configuration with which ListenAndServe
@@ -117,7 +119,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]*listenerStats
-	packets   map[net.PacketConn]*listenerStats
+	packets   map[net.PacketConn]*packetSocket
 	conns     map[*conn]struct{}
 	park      *parker       // idle connections without goroutines (Linux; started by Serve)
 	parkAfter time.Duration // tests: the park delay, if not parkdelay.Default
@@ -424,8 +426,9 @@ func (s *Server) Close() error {
 	s.closed.Store(true) // before any conn.busy is read: see conn.closeNow
 	s.closeListenersLocked()
 	packets := make([]net.PacketConn, 0, len(s.packets))
-	for pc := range s.packets {
+	for pc, ps := range s.packets {
 		packets = append(packets, pc)
+		ps.cancel() // a handler waiting on its message's context returns
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

@@ -19,6 +19,9 @@ type Stats struct {
 	BytesOut     uint64 // reply bytes written, without framing
 	Panics       uint64 // handler panics recovered
 	AcceptErrors uint64 // failed accepts (such as EMFILE), each retried
+	// DatagramsDenied counts UDP datagrams dropped unanswered because
+	// Allow or Deny refused their sender.
+	DatagramsDenied uint64
 	// Closed counts ended connections by reason, indexed by CloseReason.
 	Closed [numCloseReasons]uint64
 	// Listeners has the counts of each listener and UDP socket being
@@ -63,17 +66,18 @@ type ConnInfo struct {
 // open (see connCounters) and add them here when they close, so the hot
 // path touches no shared cache line.
 type counters struct {
-	connsOpen     atomic.Int64
-	connsTotal    atomic.Uint64
-	connsRejected atomic.Uint64
-	rejected      [numRejectReasons]atomic.Uint64
-	msgsIn        atomic.Uint64
-	msgsOut       atomic.Uint64
-	bytesIn       atomic.Uint64
-	bytesOut      atomic.Uint64
-	panics        atomic.Uint64
-	acceptErrors  atomic.Uint64
-	closed        [numCloseReasons]atomic.Uint64
+	connsOpen       atomic.Int64
+	connsTotal      atomic.Uint64
+	connsRejected   atomic.Uint64
+	rejected        [numRejectReasons]atomic.Uint64
+	msgsIn          atomic.Uint64
+	msgsOut         atomic.Uint64
+	bytesIn         atomic.Uint64
+	bytesOut        atomic.Uint64
+	panics          atomic.Uint64
+	acceptErrors    atomic.Uint64
+	datagramsDenied atomic.Uint64
+	closed          [numCloseReasons]atomic.Uint64
 }
 
 // connCounters are one connection's counts. The connection's goroutine
@@ -158,15 +162,16 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	t := &s.counters
 	st := Stats{
-		ConnsOpen:     t.connsOpen.Load(),
-		ConnsTotal:    t.connsTotal.Load(),
-		ConnsRejected: t.connsRejected.Load(),
-		MessagesIn:    t.msgsIn.Load(),
-		MessagesOut:   t.msgsOut.Load(),
-		BytesIn:       t.bytesIn.Load(),
-		BytesOut:      t.bytesOut.Load(),
-		Panics:        t.panics.Load(),
-		AcceptErrors:  t.acceptErrors.Load(),
+		ConnsOpen:       t.connsOpen.Load(),
+		ConnsTotal:      t.connsTotal.Load(),
+		ConnsRejected:   t.connsRejected.Load(),
+		MessagesIn:      t.msgsIn.Load(),
+		MessagesOut:     t.msgsOut.Load(),
+		BytesIn:         t.bytesIn.Load(),
+		BytesOut:        t.bytesOut.Load(),
+		Panics:          t.panics.Load(),
+		AcceptErrors:    t.acceptErrors.Load(),
+		DatagramsDenied: t.datagramsDenied.Load(),
 	}
 	for i := range st.Closed {
 		st.Closed[i] = t.closed[i].Load()
@@ -183,8 +188,8 @@ func (s *Server) Stats() Stats {
 	for _, ls := range s.listeners {
 		st.Listeners = append(st.Listeners, ls.snapshot(false))
 	}
-	for _, ls := range s.packets {
-		st.Listeners = append(st.Listeners, ls.snapshot(true))
+	for _, ps := range s.packets {
+		st.Listeners = append(st.Listeners, ps.ls.snapshot(true))
 	}
 	return st
 }

@@ -94,6 +94,8 @@ var (
 		"Connections refused, by reason.", []string{"reason"}, nil)
 	descClosed = prometheus.NewDesc("porta_connections_closed_total",
 		"Connections ended, by close reason.", []string{"reason"}, nil)
+	descDatagramsDenied = prometheus.NewDesc("porta_datagrams_denied_total",
+		"UDP datagrams dropped unanswered because the address filters refused their sender.", nil, nil)
 	descMsgsIn = prometheus.NewDesc("porta_messages_received_total",
 		"Messages received, over every transport.", nil, nil)
 	descMsgsOut = prometheus.NewDesc("porta_messages_sent_total",
@@ -158,7 +160,7 @@ func Errors(st porta.Stats) []KindCount {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConnsOpen, descConnsTotal, descListenerOpen, descListenerTotal, descListenerDatagrams,
-		descRejected, descClosed, descMsgsIn, descMsgsOut, descBytesIn, descBytesOut,
+		descRejected, descClosed, descDatagramsDenied, descMsgsIn, descMsgsOut, descBytesIn, descBytesOut,
 		descErrors, descSlow, descPanics, descReady,
 	} {
 		ch <- d
@@ -193,6 +195,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range porta.CloseReasons() {
 		counter(descClosed, st.Closed[r], r.String())
 	}
+	counter(descDatagramsDenied, st.DatagramsDenied)
 	counter(descMsgsIn, st.MessagesIn)
 	counter(descMsgsOut, st.MessagesOut)
 	counter(descBytesIn, st.BytesIn)

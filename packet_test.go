@@ -1,0 +1,149 @@
+package porta_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/porta-project/porta"
+)
+
+// TestPacketCloseCancelsContext: Close cancels the context of a datagram
+// being served, as it does a connection's, so that a handler waiting on
+// it returns, and a Shutdown that gives up waiting returns too.
+func TestPacketCloseCancelsContext(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	h := porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+		started <- struct{}{}
+		<-m.Context().Done()
+	})
+	srv := &porta.Server{Handler: h}
+	r := serve(t, srv, "udp")
+	uc, err := net.Dial("udp", r.addr[len("udp://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if _, err := uc.Write([]byte("wait")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(waitTimeout):
+		t.Fatal("the handler did not start")
+	}
+	result := shutdownAsync(srv, 200*time.Millisecond)
+	select {
+	case err := <-result:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Shutdown did not return after its context ended: the datagram's context was not cancelled")
+	}
+	if err := r.serveErr(t); !errors.Is(err, porta.ErrServerClosed) {
+		t.Errorf("ServePacket = %v, want ErrServerClosed", err)
+	}
+}
+
+// TestPacketShutdownAnswersQueued: Shutdown answers the datagrams already
+// waiting in the socket's receive queue, not only the one being served.
+func TestPacketShutdownAnswersQueued(t *testing.T) {
+	t.Parallel()
+	first := make(chan struct{}, 1)
+	release := make(chan struct{})
+	h := porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+		select {
+		case first <- struct{}{}:
+			<-release // hold the first until the rest are queued and Shutdown has begun
+		default:
+		}
+		w.Write(m.Body)
+	})
+	srv := &porta.Server{Handler: h}
+	r := serve(t, srv, "udp")
+	uc, err := net.Dial("udp", r.addr[len("udp://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	const n = 20
+	for i := range n {
+		if _, err := fmt.Fprintf(uc, "m%d", i); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			<-first
+		}
+	}
+	result := shutdownAsync(srv, 10*time.Second)
+	waitFor(t, waitTimeout, "the shutdown to begin", func() bool { return !srv.Ready() })
+	time.Sleep(20 * time.Millisecond) // and to wake the socket
+	close(release)
+	uc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	for i := range n {
+		k, err := uc.Read(buf)
+		if want := fmt.Sprintf("m%d", i); err != nil || string(buf[:k]) != want {
+			t.Fatalf("reply %d: %q, %v; want %q (%d of %d queued datagrams answered)", i, buf[:k], err, want, i, n)
+		}
+	}
+	if err := <-result; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+}
+
+// TestPacketFilters: Allow and Deny apply to datagrams too: a denied
+// sender's datagrams are dropped unanswered and counted.
+func TestPacketFilters(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		allow, deny []netip.Prefix
+		answered    bool
+	}{
+		{"no filters", nil, nil, true},
+		{"denied", nil, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, false},
+		{"denied, mapped", nil, []netip.Prefix{netip.MustParsePrefix("::ffff:127.0.0.1/128")}, false},
+		{"not allowed", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, nil, false},
+		{"allowed", []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := &porta.Server{Handler: porta.Upper, Allow: tc.allow, Deny: tc.deny}
+			r := serve(t, srv, "udp")
+			uc, err := net.Dial("udp", r.addr[len("udp://"):])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer uc.Close()
+			if _, err := uc.Write([]byte("hi")); err != nil {
+				t.Fatal(err)
+			}
+			wait := 5 * time.Second // for a reply that must come
+			if !tc.answered {
+				wait = 300 * time.Millisecond // a wrong one would come at once
+			}
+			uc.SetReadDeadline(time.Now().Add(wait))
+			buf := make([]byte, 16)
+			k, err := uc.Read(buf)
+			if got := err == nil && string(buf[:k]) == "HI"; got != tc.answered {
+				t.Fatalf("reply %q, %v; answered %v, want %v", buf[:k], err, got, tc.answered)
+			}
+			st := srv.Stats()
+			if want := uint64(0); !tc.answered {
+				want = 1
+				if st.DatagramsDenied != want || st.MessagesIn != 0 {
+					t.Errorf("DatagramsDenied = %d, MessagesIn = %d; want 1 and 0", st.DatagramsDenied, st.MessagesIn)
+				}
+			} else if st.DatagramsDenied != want {
+				t.Errorf("DatagramsDenied = %d, want 0", st.DatagramsDenied)
+			}
+		})
+	}
+}
