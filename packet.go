@@ -32,6 +32,7 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 	limit := s.maxMessageSize()
 	buf := make([]byte, limit+1) // one byte more tells an oversized datagram
 	w := &packetWriter{pc: pc, s: s}
+	w.src.init(pc)
 	m := &Message{LocalAddr: pc.LocalAddr(), ctx: ctx}
 	h := s.handler()
 	filtered := len(s.Allow)+len(s.Deny) > 0
@@ -47,7 +48,7 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 			// read try the socket, which a past one does not.
 			pc.SetReadDeadline(time.Now().Add(time.Millisecond))
 		}
-		n, peer, err := pc.ReadFrom(buf)
+		n, peer, err := w.src.readFrom(pc, buf)
 		if err != nil {
 			if s.shuttingDown() {
 				if draining < 0 && !s.closed.Load() && isTimeoutErr(err) {
@@ -143,6 +144,7 @@ type packetWriter struct {
 	pc     net.PacketConn
 	s      *Server
 	peer   net.Addr
+	src    replySource // the reply's source address, on a wildcard socket
 	hungUp bool
 }
 
@@ -153,7 +155,7 @@ func (w *packetWriter) Write(p []byte) (int, error) {
 	if w.hungUp {
 		return 0, ErrHungUp
 	}
-	n, err := w.pc.WriteTo(p, w.peer)
+	n, err := w.src.writeTo(w.pc, p, w.peer)
 	if err == nil {
 		w.s.counters.msgsOut.Add(1)
 		w.s.counters.bytesOut.Add(uint64(n))
