@@ -19,7 +19,7 @@ func TestReplySourceMsgMalformed(t *testing.T) {
 	for name, oob := range map[string][]byte{
 		"empty":           nil,
 		"short header":    good[:syscall.CmsgLen(0)-1],
-		"length past end": good[:len(good)-4],
+		"length past end": good[:syscall.CmsgLen(syscall.SizeofInet4Pktinfo)-1],
 		"zero length":     make([]byte, 2*syscall.CmsgLen(0)),
 		"short data":      appendCmsg(nil, syscall.IPPROTO_IP, syscall.IP_PKTINFO, info[:4]),
 		"other type":      appendCmsg(nil, syscall.IPPROTO_IP, syscall.IP_TTL, info),
