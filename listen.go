@@ -1,12 +1,17 @@
 package porta
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -120,8 +125,10 @@ func addrString(a net.Addr) string {
 //
 // For a Unix socket, a stale socket file left behind by a crashed server is
 // replaced, but a live one, where another server answers, is not: Listen
-// returns an error wrapping ErrAddrInUse. The socket file is removed when
-// the listener is closed.
+// returns an error wrapping ErrAddrInUse. Of concurrent Listen calls on one
+// socket path, in one process or (on Linux) in several, at most one
+// succeeds; the others return ErrAddrInUse. The socket file is removed
+// when the listener is closed.
 //
 // A tls:// address needs a certificate: Listen refuses it, with an error
 // that says to use ListenTLS.
@@ -141,8 +148,35 @@ func Listen(addr string) (net.Listener, error) {
 
 // listen opens a stream listener on a parsed, non-packet address.
 func listen(a Addr) (net.Listener, error) {
+	if a.Network == "unix" && !isAbstract(a.Address) {
+		return listenUnix(a)
+	}
 	l, err := net.Listen(a.Network, a.Address)
-	if err != nil && a.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) {
+	if err != nil {
+		return nil, listenError(a, err)
+	}
+	return l, nil
+}
+
+// isAbstract reports whether a Unix socket name is in Linux's abstract
+// namespace, where there is no file to replace or remove.
+func isAbstract(path string) bool {
+	return strings.HasPrefix(path, "@") && (runtime.GOOS == "linux" || runtime.GOOS == "android")
+}
+
+// listenUnix listens on the Unix socket file a.Address, replacing a stale
+// one. The whole of it (bind, probe of the file in the way, its removal,
+// bind again) runs under the path's lock, so that no other Listen can
+// remove the file between our probe and our bind, or probe ours between
+// bind and listen, when a connect is refused as if it were stale.
+func listenUnix(a Addr) (net.Listener, error) {
+	release, err := lockSocketPath(a.Address)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	l, err := net.Listen(a.Network, a.Address)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
 		if staleErr := removeStaleSocket(a.Address); staleErr != nil {
 			return nil, staleErr
 		}
@@ -152,6 +186,71 @@ func listen(a Addr) (net.Listener, error) {
 		return nil, listenError(a, err)
 	}
 	return l, nil
+}
+
+// socketLocks holds the keys (see socketLockKey) of the Unix socket paths
+// that a Listen in this process is setting up.
+var (
+	socketLocksMu sync.Mutex
+	socketLocks   = make(map[string]bool)
+)
+
+// lockSocketPath takes the lock on the Unix socket path for a Listen, and
+// returns the function that releases it. The lock is held in this process
+// and, on Linux, across processes too, by binding a name derived from the
+// path in the abstract socket namespace: the kernel frees it when its
+// holder exits, so a crash leaves no stale lock. Elsewhere only Listen
+// calls within the process exclude each other.
+//
+// The lock is not waited for: whoever holds it is setting up a listener
+// on the same path, which either succeeds, or fails because a live server
+// holds the path, and either way a second Listen would find it in use. So
+// lockSocketPath returns an error wrapping ErrAddrInUse instead.
+func lockSocketPath(path string) (release func(), err error) {
+	busy := fmt.Errorf("%w: unix://%s (another server is starting on it)", ErrAddrInUse, path)
+	key := socketLockKey(path)
+	socketLocksMu.Lock()
+	if socketLocks[key] {
+		socketLocksMu.Unlock()
+		return nil, busy
+	}
+	socketLocks[key] = true
+	socketLocksMu.Unlock()
+	unlock := func() {
+		socketLocksMu.Lock()
+		delete(socketLocks, key)
+		socketLocksMu.Unlock()
+	}
+	if runtime.GOOS != "linux" && runtime.GOOS != "android" {
+		return unlock, nil
+	}
+	sum := sha256.Sum256([]byte(key))
+	pc, err := net.ListenPacket("unixgram", "@porta-listen-"+hex.EncodeToString(sum[:16]))
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		unlock()
+		return nil, busy
+	case err != nil:
+		// No abstract sockets here (a sandbox may forbid them): the
+		// lock within the process is all there is.
+		return unlock, nil
+	}
+	return func() { pc.Close(); unlock() }, nil
+}
+
+// socketLockKey returns the absolute path of the socket file at path, with
+// symbolic links in its directory resolved, so that two spellings of one
+// path share a lock.
+func socketLockKey(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	dir, base := filepath.Split(abs)
+	if d, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = d
+	}
+	return filepath.Join(dir, base)
 }
 
 // ListenPacket opens a datagram socket on addr, which must be a udp://,
@@ -177,11 +276,34 @@ func listenError(a Addr, err error) error {
 	case errors.Is(err, syscall.EADDRINUSE):
 		return fmt.Errorf("%w: %s", ErrAddrInUse, a)
 	case errors.Is(err, syscall.EACCES):
-		return &wordedError{"porta: permission denied: " + a.String() + " (ports below 1024 need root or CAP_NET_BIND_SERVICE)", err}
+		return &wordedError{"porta: permission denied: " + a.String() + permissionHint(a), err}
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return &wordedError{"porta: cannot listen on " + a.String() + ": no such local address", err}
 	}
 	return fmt.Errorf("porta: cannot listen on %s: %w", a, err)
+}
+
+// firstUnprivilegedPort is the lowest port number that needs no privilege
+// to bind: ports 1 to 1023 need root (or, on Linux, CAP_NET_BIND_SERVICE),
+// and port 0 asks for a free high port.
+const firstUnprivilegedPort = 1024
+
+// permissionHint says, in parentheses after a space, the likely reason a
+// listen on a was denied, or returns "" if there is none to give: a port
+// of 0, or of 1024 or above, needs no privilege, so the reason is
+// elsewhere (a security policy, say).
+func permissionHint(a Addr) string {
+	if a.Network == "unix" {
+		return " (cannot create the socket file: directory " + filepath.Dir(a.Address) + " is not writable by this user, or a directory on its path is not searchable)"
+	}
+	_, port, err := net.SplitHostPort(a.Address)
+	if err != nil {
+		return ""
+	}
+	if n, err := strconv.Atoi(port); err == nil && n > 0 && n < firstUnprivilegedPort {
+		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+	}
+	return ""
 }
 
 // staleProbeTimeout bounds the dial that tells a live Unix socket from a
@@ -205,6 +327,13 @@ func removeStaleSocket(path string) error {
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%w: unix://%s: %v", ErrAddrInUse, path, err)
+	}
+	// The caller's lock keeps other porta Listens away; this check narrows
+	// the window for anyone else who replaced the file since the probe.
+	if now, err := os.Lstat(path); err != nil {
+		return nil // gone meanwhile: the retry will tell
+	} else if !os.SameFile(now, fi) {
+		return fmt.Errorf("%w: unix://%s (replaced while probed)", ErrAddrInUse, path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("porta: cannot remove stale socket unix://%s: %w", path, err)
