@@ -25,9 +25,10 @@ import (
 // The terminal tests run chat on a pseudo-terminal, set up with Linux's
 // ioctls.
 
-// openPTY opens a new pseudo-terminal and returns its master and slave
-// ends, or skips the test if the system has none.
-func openPTY(t *testing.T) (master, slave *os.File) {
+// openPTY opens a new pseudo-terminal of 24 rows and cols columns and
+// returns its master and slave ends, or skips the test if the system has
+// none.
+func openPTY(t *testing.T, cols uint16) (master, slave *os.File) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -49,7 +50,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 		if n, ioctlErr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN); ioctlErr != nil {
 			return
 		}
-		ioctlErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
+		ioctlErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: cols})
 	})
 	if err = errors.Join(err, ioctlErr); err != nil {
 		master.Close()
@@ -85,6 +86,7 @@ func termios(t *testing.T, m *os.File) *unix.Termios {
 // chatSession is "porta chat" running on a pseudo-terminal.
 type chatSession struct {
 	t      *testing.T
+	cmd    *exec.Cmd
 	master *os.File
 	screen *syncBuffer // all the terminal showed
 	done   chan struct{}
@@ -92,15 +94,21 @@ type chatSession struct {
 	before *unix.Termios // the settings before chat started
 }
 
-// startChat runs "porta chat addr" with a pseudo-terminal as its
-// controlling terminal, stdin, stdout and stderr.
+// startChat runs "porta chat addr" with a pseudo-terminal of 80 columns
+// as its controlling terminal, stdin, stdout and stderr.
 func startChat(t *testing.T, addr string, flags ...string) *chatSession {
 	t.Helper()
-	master, slave := openPTY(t)
-	c := &chatSession{t: t, master: master, screen: newSyncBuffer(), done: make(chan struct{}), before: termios(t, master)}
+	return startChatCols(t, 80, addr, flags...)
+}
 
+// startChatCols is startChat on a terminal cols columns wide.
+func startChatCols(t *testing.T, cols uint16, addr string, flags ...string) *chatSession {
+	t.Helper()
+	master, slave := openPTY(t, cols)
+	before := termios(t, master)
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	cmd := exec.CommandContext(ctx, portaBin, append(append([]string{"chat"}, flags...), addr)...)
+	c := &chatSession{t: t, cmd: cmd, master: master, screen: newSyncBuffer(), done: make(chan struct{}), before: before}
 	cmd.Env = append(portaEnv(), "TERM=xterm")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestChatNotATerminal(t *testing.T) {
 	t.Parallel()
@@ -16,4 +19,15 @@ func TestChatNotATerminal(t *testing.T) {
 	r = runPorta(t, "", "chat", freeAddr(t))
 	r.want(t, 1, "")
 	r.oneLine(t, "connection refused")
+}
+
+func TestChatHelpTimeout(t *testing.T) {
+	t.Parallel()
+	// At a terminal, replies are shown as they come, and --timeout bounds
+	// the connection and the wait for the last replies after Ctrl-D.
+	r := runPorta(t, "", "help", "chat")
+	r.want(t, 0, r.stdout)
+	if !strings.Contains(r.stdout, "after Ctrl-D") {
+		t.Errorf("porta help chat does not say what --timeout bounds at a terminal:\n%s", r.stdout)
+	}
 }

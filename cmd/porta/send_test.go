@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,5 +187,95 @@ func TestSendTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("send gave up after %v, before its 300ms timeout", d)
+	}
+}
+
+func TestSendWaitUntilDeadline(t *testing.T) {
+	t.Parallel()
+	// The retries back off up to 500ms; the last attempt is still made
+	// at the deadline, not up to a backoff before it.
+	addr := freeAddr(t)
+	start := time.Now()
+	r := runPorta(t, "", "send", "--wait", "1100ms", addr, "hello")
+	elapsed := time.Since(start)
+	r.want(t, 1, "")
+	r.oneLine(t, "connection refused")
+	if elapsed < 1100*time.Millisecond {
+		t.Errorf("send --wait 1100ms gave up after %v", elapsed)
+	}
+}
+
+// freeUDPAddr returns a loopback UDP address on which nothing listens.
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+func TestSendWaitUDP(t *testing.T) {
+	t.Parallel()
+	// A UDP "connection" always succeeds: the refusal comes with the
+	// first reply, and --wait sends the first message again.
+	addr := "udp://" + freeUDPAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, portaBin, "send", "--wait", "5s", addr, "hello", "world")
+	cmd.Env = portaEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan error, 1)
+	go func() { finished <- cmd.Wait() }()
+
+	time.Sleep(300 * time.Millisecond) // the client is retrying meanwhile
+	select {
+	case err := <-finished:
+		t.Fatalf("send --wait gave up before the server started: %v\nstderr: %s", err, &stderr)
+	default:
+	}
+	startServe(t, []string{addr})
+	select {
+	case err := <-finished:
+		r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(t, err)}
+		r.want(t, 0, "hello\nworld\n")
+	case <-time.After(waitTimeout):
+		cmd.Process.Kill()
+		<-finished
+		t.Fatalf("send --wait did not finish within %v", waitTimeout)
+	}
+
+	// Without a server, it gives up at the deadline.
+	r := runPorta(t, "", "send", "--wait", "300ms", "udp://"+freeUDPAddr(t), "hello")
+	r.want(t, 1, "")
+	r.oneLine(t, "porta: connection refused: nothing is listening on udp://")
+}
+
+func TestSendStdinError(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, []string{"127.0.0.1:0"})
+	dir, err := os.Open(t.TempDir()) // reading a directory fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, portaBin, "send", s.addr())
+	cmd.Env = portaEnv()
+	cmd.Stdin = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	r := result{code: exitCode(t, cmd.Run())}
+	r.stdout, r.stderr = stdout.String(), stderr.String()
+	r.want(t, 1, "")
+	if line := r.oneLine(t, "is a directory"); !strings.HasPrefix(line, "porta: reading input: ") {
+		t.Errorf("stderr: %q, want it to start with \"porta: reading input: \"", line)
 	}
 }
