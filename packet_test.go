@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,11 +25,7 @@ func TestPacketCloseCancelsContext(t *testing.T) {
 	})
 	srv := &porta.Server{Handler: h}
 	r := serve(t, srv, "udp")
-	uc, err := net.Dial("udp", r.addr[len("udp://"):])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
+	uc := r.dialUDP(t)
 	if _, err := uc.Write([]byte("wait")); err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +64,7 @@ func TestPacketShutdownAnswersQueued(t *testing.T) {
 	})
 	srv := &porta.Server{Handler: h}
 	r := serve(t, srv, "udp")
-	uc, err := net.Dial("udp", r.addr[len("udp://"):])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
+	uc := r.dialUDP(t)
 	const n = 20
 	for i := range n {
 		if _, err := fmt.Fprintf(uc, "m%d", i); err != nil {
@@ -117,11 +110,7 @@ func TestPacketFilters(t *testing.T) {
 			t.Parallel()
 			srv := &porta.Server{Handler: porta.Upper, Allow: tc.allow, Deny: tc.deny}
 			r := serve(t, srv, "udp")
-			uc, err := net.Dial("udp", r.addr[len("udp://"):])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer uc.Close()
+			uc := r.dialUDP(t)
 			if _, err := uc.Write([]byte("hi")); err != nil {
 				t.Fatal(err)
 			}
@@ -146,4 +135,16 @@ func TestPacketFilters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialUDP returns a UDP socket connected to the server, closed when the
+// test ends.
+func (r *running) dialUDP(t *testing.T) net.Conn {
+	t.Helper()
+	uc, err := net.Dial("udp", strings.TrimPrefix(r.addr, "udp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	return uc
 }

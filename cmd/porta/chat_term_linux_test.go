@@ -92,8 +92,8 @@ func TestChatTerminalSize(t *testing.T) {
 // the replies are written.
 func slowServer(t *testing.T, network string, delay time.Duration) string {
 	t.Helper()
-	done := make(chan struct{})
 	if network == "udp" {
+		done := make(chan struct{})
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -113,17 +113,7 @@ func slowServer(t *testing.T, network string, delay time.Duration) string {
 		t.Cleanup(func() { pc.Close(); <-done })
 		return "udp://" + pc.LocalAddr().String()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(done)
-		nc, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
+	return oneConnServer(t, func(nc net.Conn) {
 		lines := bufio.NewScanner(nc)
 		for lines.Scan() {
 			time.Sleep(delay)
@@ -131,9 +121,7 @@ func slowServer(t *testing.T, network string, delay time.Duration) string {
 				return
 			}
 		}
-	}()
-	t.Cleanup(func() { l.Close(); <-done })
-	return l.Addr().String()
+	})
 }
 
 func TestChatTerminalCtrlDWaitsForReplies(t *testing.T) {
@@ -199,23 +187,10 @@ func TestChatTerminalCtrlC(t *testing.T) {
 // connection.
 func resetServer(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		nc, err := l.Accept()
-		if err != nil {
-			return
-		}
+	return oneConnServer(t, func(nc net.Conn) {
 		bufio.NewReader(nc).ReadString('\n')
 		nc.(*net.TCPConn).SetLinger(0)
-		nc.Close()
-	}()
-	t.Cleanup(func() { l.Close(); <-done })
-	return l.Addr().String()
+	})
 }
 
 func TestChatTerminalConnectionErrors(t *testing.T) {

@@ -51,6 +51,24 @@ func TestSendRawEmpty(t *testing.T) {
 // length framing.
 func lineServer(t *testing.T) string {
 	t.Helper()
+	return oneConnServer(t, func(nc net.Conn) {
+		buf := make([]byte, 1024)
+		for {
+			if _, err := nc.Read(buf); err != nil {
+				return
+			}
+			if _, err := nc.Write([]byte("hello\n")); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// oneConnServer listens on a free loopback TCP port, serves the first
+// connection with serve (and closes it after), until the test ends, and
+// returns the address.
+func oneConnServer(t *testing.T, serve func(nc net.Conn)) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,15 +81,7 @@ func lineServer(t *testing.T) string {
 			return
 		}
 		defer nc.Close()
-		buf := make([]byte, 1024)
-		for {
-			if _, err := nc.Read(buf); err != nil {
-				return
-			}
-			if _, err := nc.Write([]byte("hello\n")); err != nil {
-				return
-			}
-		}
+		serve(nc)
 	}()
 	t.Cleanup(func() { l.Close(); <-done })
 	return l.Addr().String()

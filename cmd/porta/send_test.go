@@ -114,10 +114,17 @@ func TestSendRefused(t *testing.T) {
 
 func TestSendWait(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	sendWaitsForServer(t, freeAddr(t), "3s", "hello")
+}
+
+// sendWaitsForServer runs "porta send --wait WAIT ADDR MESSAGE..." with
+// nothing listening on addr, starts a server there 300 ms later, and
+// checks that send got every reply.
+func sendWaitsForServer(t *testing.T, addr, wait string, messages ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, portaBin, "send", "--wait", "3s", addr, "hello")
+	cmd := exec.CommandContext(ctx, portaBin, append([]string{"send", "--wait", wait, addr}, messages...)...)
 	cmd.Env = portaEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -137,7 +144,7 @@ func TestSendWait(t *testing.T) {
 	select {
 	case err := <-finished:
 		r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(t, err)}
-		r.want(t, 0, "hello\n")
+		r.want(t, 0, strings.Join(messages, "\n")+"\n")
 	case <-time.After(waitTimeout):
 		cmd.Process.Kill()
 		<-finished
@@ -221,35 +228,7 @@ func TestSendWaitUDP(t *testing.T) {
 	t.Parallel()
 	// A UDP "connection" always succeeds: the refusal comes with the
 	// first reply, and --wait sends the first message again.
-	addr := "udp://" + freeUDPAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, portaBin, "send", "--wait", "5s", addr, "hello", "world")
-	cmd.Env = portaEnv()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	finished := make(chan error, 1)
-	go func() { finished <- cmd.Wait() }()
-
-	time.Sleep(300 * time.Millisecond) // the client is retrying meanwhile
-	select {
-	case err := <-finished:
-		t.Fatalf("send --wait gave up before the server started: %v\nstderr: %s", err, &stderr)
-	default:
-	}
-	startServe(t, []string{addr})
-	select {
-	case err := <-finished:
-		r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(t, err)}
-		r.want(t, 0, "hello\nworld\n")
-	case <-time.After(waitTimeout):
-		cmd.Process.Kill()
-		<-finished
-		t.Fatalf("send --wait did not finish within %v", waitTimeout)
-	}
+	sendWaitsForServer(t, "udp://"+freeUDPAddr(t), "5s", "hello", "world")
 
 	// Without a server, it gives up at the deadline.
 	r := runPorta(t, "", "send", "--wait", "300ms", "udp://"+freeUDPAddr(t), "hello")
