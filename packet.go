@@ -16,7 +16,7 @@ import (
 // "ERR message too long (limit N bytes)". Allow and Deny apply to the
 // senders of UDP datagrams: a datagram from a sender they refuse is
 // dropped unanswered (Stats.DatagramsDenied). Shutdown answers the
-// datagrams already waiting on the socket (up to shutdownDatagrams) before
+// datagrams already waiting on the socket (up to 4,096) before
 // ServePacket returns. ServePacket closes pc when it returns.
 func (s *Server) ServePacket(pc net.PacketConn) error {
 	ls := &listenerStats{addr: FormatAddr(pc.LocalAddr())}
