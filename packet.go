@@ -15,7 +15,10 @@ import (
 // order of arrival; a datagram over MaxMessageSize gets the reply
 // "ERR message too long (limit N bytes)". Allow and Deny apply to the
 // senders of UDP datagrams: a datagram from a sender they refuse is
-// dropped unanswered (Stats.DatagramsDenied). Shutdown answers the
+// dropped unanswered (Stats.DatagramsDenied). A handler panic drops its
+// datagram and is counted (Stats.Panics); since a sender can cause one
+// with every datagram, at most one a second is logged with its stack, and
+// the next record says how many were not. Shutdown answers the
 // datagrams already waiting on the socket (up to 4,096) before
 // ServePacket returns. ServePacket closes pc when it returns.
 func (s *Server) ServePacket(pc net.PacketConn) error {
@@ -35,6 +38,8 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 	w.src.init(pc)
 	m := &Message{LocalAddr: pc.LocalAddr(), ctx: ctx}
 	h := s.handler()
+	var panics panicLog
+	defer panics.flush(s)
 	filtered := len(s.Allow)+len(s.Deny) > 0
 	var backoff time.Duration
 	draining := -1 // datagrams left to answer during a shutdown; -1 before it
@@ -78,20 +83,55 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 			continue
 		}
 		m.Body, m.RemoteAddr = buf[:n], peer
-		s.servePacket(h, w, m)
+		s.servePacket(h, w, m, &panics)
 	}
 }
 
 // servePacket runs the handler for one datagram, recovering a panic so
 // that one bad datagram cannot stop the socket.
-func (s *Server) servePacket(h Handler, w *packetWriter, m *Message) {
+func (s *Server) servePacket(h Handler, w *packetWriter, m *Message, panics *panicLog) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.counters.panics.Add(1)
-			s.logger().Error("handler panic", "peer", addrString(m.RemoteAddr), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			panics.log(s, m.RemoteAddr, p)
 		}
 	}()
 	h.ServeMessage(w, m)
+}
+
+// panicLog limits the records of one socket's handler panics to one a
+// second: a stream peer must connect again for each panic it causes, but
+// a UDP sender causes one with every datagram, and a stack per datagram
+// would flood the log.
+type panicLog struct {
+	last       time.Time // when the last record was written
+	suppressed int       // panics since then, not logged
+}
+
+// log records a recovered panic with its stack, unless one was logged
+// less than a second ago; the record counts the panics suppressed since
+// the one before.
+func (pl *panicLog) log(s *Server, peer net.Addr, p any) {
+	now := time.Now()
+	if !pl.last.IsZero() && now.Sub(pl.last) < time.Second {
+		pl.suppressed++
+		return
+	}
+	args := []any{"peer", addrString(peer), "panic", fmt.Sprint(p), "stack", string(debug.Stack())}
+	if pl.suppressed > 0 {
+		args = append(args, "suppressed", pl.suppressed)
+	}
+	pl.last, pl.suppressed = now, 0
+	s.logger().Error("handler panic", args...)
+}
+
+// flush logs the count of the panics suppressed since the last record,
+// if any, when the socket stops serving.
+func (pl *panicLog) flush(s *Server) {
+	if pl.suppressed > 0 {
+		s.logger().Error("handler panics not logged", "suppressed", pl.suppressed)
+		pl.suppressed = 0
+	}
 }
 
 // shutdownDatagrams bounds the datagrams a shutdown answers after it has

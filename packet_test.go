@@ -2,8 +2,10 @@ package porta_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -134,6 +136,60 @@ func TestPacketFilters(t *testing.T) {
 				t.Errorf("DatagramsDenied = %d, want 0", st.DatagramsDenied)
 			}
 		})
+	}
+}
+
+// TestPacketPanicLogLimited: a sender that makes the handler panic with
+// every datagram gets at most one stack logged a second, and the records
+// count the panics they leave out, so that every panic is accounted for.
+func TestPacketPanicLogLimited(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	srv := &porta.Server{
+		Logger:  slog.New(slog.NewJSONHandler(&logs, nil)),
+		Handler: porta.HandlerFunc(func(porta.ResponseWriter, *porta.Message) { panic("boom") }),
+	}
+	r := serve(t, srv, "udp")
+	uc := r.dialUDP(t)
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		if _, err := uc.Write([]byte("boom")); err != nil {
+			t.Fatal(err)
+		}
+		// One at a time, so that none is dropped from a full socket buffer.
+		waitFor(t, waitTimeout, "the panic", func() bool { return srv.Stats().Panics > uint64(i) })
+	}
+	elapsed := time.Since(start)
+	srv.Close()
+	r.serveErr(t)
+
+	stacks, counted := 0, 0
+	for line := range strings.Lines(logs.String()) {
+		var rec struct {
+			Msg        string
+			Stack      string
+			Suppressed int
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch rec.Msg {
+		case "handler panic":
+			if !strings.Contains(rec.Stack, "packet_test.go") {
+				t.Errorf("record without the handler's stack: %s", line)
+			}
+			stacks++
+			counted += 1 + rec.Suppressed
+		case "handler panics not logged":
+			counted += rec.Suppressed
+		}
+	}
+	if most := 1 + int(elapsed/time.Second); stacks < 1 || stacks > most {
+		t.Errorf("%d panics in %v logged %d stacks, want 1 to %d", n, elapsed.Round(time.Millisecond), stacks, most)
+	}
+	if counted != n {
+		t.Errorf("the records account for %d panics, want %d:\n%s", counted, n, logs.String())
 	}
 }
 
