@@ -2,10 +2,12 @@ package porta
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"syscall"
 	"time"
 )
 
@@ -13,14 +15,16 @@ import (
 // it returns ErrServerClosed. Each datagram is one message, and each reply
 // is one datagram to its sender. Datagrams are served one at a time, in
 // order of arrival; a datagram over MaxMessageSize gets the reply
-// "ERR message too long (limit N bytes)". Allow and Deny apply to the
-// senders of UDP datagrams: a datagram from a sender they refuse is
-// dropped unanswered (Stats.DatagramsDenied). A handler panic drops its
-// datagram and is counted (Stats.Panics); since a sender can cause one
-// with every datagram, at most one a second is logged with its stack, and
-// the next record says how many were not. Shutdown answers the
-// datagrams already waiting on the socket (up to 4,096) before
-// ServePacket returns. ServePacket closes pc when it returns.
+// "ERR message too long (limit N bytes)" (on Windows, one that is more
+// than a byte over is dropped unanswered: Windows fails its read without
+// saying who sent it). Allow and Deny apply to the senders of UDP
+// datagrams: a datagram from a sender they refuse is dropped unanswered
+// (Stats.DatagramsDenied). A handler panic drops its datagram and is
+// counted (Stats.Panics); since a sender can cause one with every
+// datagram, at most one a second is logged with its stack, and the next
+// record says how many were not. Shutdown answers the datagrams already
+// waiting on the socket (up to 4,096) before ServePacket returns.
+// ServePacket closes pc when it returns.
 func (s *Server) ServePacket(pc net.PacketConn) error {
 	ls := &listenerStats{addr: FormatAddr(pc.LocalAddr())}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -61,6 +65,11 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 					continue
 				}
 				return ErrServerClosed
+			}
+			if isDatagramTooLarge(err) {
+				s.counters.msgsIn.Add(1)
+				ls.messages.Add(1)
+				continue
 			}
 			if !isTemporary(err) {
 				return err
@@ -132,6 +141,18 @@ func (pl *panicLog) flush(s *Server) {
 		s.logger().Error("handler panics not logged", "suppressed", pl.suppressed)
 		pl.suppressed = 0
 	}
+}
+
+// errWSAEMSGSIZE is Windows' error for a datagram larger than the buffer
+// it was read into; other systems truncate the datagram and say who sent
+// it. No other system has an error numbered so high.
+const errWSAEMSGSIZE = syscall.Errno(10040)
+
+// isDatagramTooLarge reports whether a read failed because its datagram
+// did not fit the buffer.
+func isDatagramTooLarge(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && errno == errWSAEMSGSIZE
 }
 
 // shutdownDatagrams bounds the datagrams a shutdown answers after it has

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,6 +192,54 @@ func TestPacketPanicLogLimited(t *testing.T) {
 	}
 	if counted != n {
 		t.Errorf("the records account for %d panics, want %d:\n%s", counted, n, logs.String())
+	}
+}
+
+// tooLargeOnce is a PacketConn whose first read fails as Windows fails
+// the read of a datagram larger than the buffer.
+type tooLargeOnce struct {
+	net.PacketConn
+	failed bool
+}
+
+func (c *tooLargeOnce) ReadFrom(p []byte) (int, net.Addr, error) {
+	if !c.failed {
+		c.failed = true
+		const wsaemsgsize = syscall.Errno(10040)
+		return len(p), nil, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("wsarecvfrom", wsaemsgsize)}
+	}
+	return c.PacketConn.ReadFrom(p)
+}
+
+// TestPacketTooLargeForBuffer: a datagram whose read fails for its size
+// (Windows' WSAEMSGSIZE) is dropped, and the socket goes on serving.
+func TestPacketTooLargeForBuffer(t *testing.T) {
+	t.Parallel()
+	pc, err := porta.ListenPacket("udp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &porta.Server{}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServePacket(&tooLargeOnce{PacketConn: pc}) }()
+	uc, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	uc.Write([]byte("after"))
+	uc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	k, err := uc.Read(buf)
+	srv.Close()
+	if serr := <-done; !errors.Is(serr, porta.ErrServerClosed) {
+		t.Errorf("ServePacket = %v, want ErrServerClosed", serr)
+	}
+	if err != nil || string(buf[:k]) != "after" {
+		t.Fatalf("reply %q, %v; want %q", buf[:k], err, "after")
+	}
+	if st := srv.Stats(); st.MessagesIn != 2 {
+		t.Errorf("MessagesIn = %d, want 2 (the dropped datagram and the answered one)", st.MessagesIn)
 	}
 }
 
