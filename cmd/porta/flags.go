@@ -44,7 +44,7 @@ func parseArgs(e *env, fs *flagSet, args []string) (rest []string, code int, ok 
 			return nil, usageFail(e, fs, "%v", err), false
 		}
 		left := fs.Args()
-		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
+		if endedFlags(fs.FlagSet, args[:len(args)-len(left)]) {
 			return append(rest, left...), 0, true
 		}
 		if len(left) == 0 {
@@ -53,6 +53,30 @@ func parseArgs(e *env, fs *flagSet, args []string) (rest []string, code int, ok 
 		rest = append(rest, left[0])
 		args = left[1:]
 	}
+}
+
+// endedFlags reports whether the arguments a successful fs.Parse consumed
+// end with a "--" that ended the flags, and not one taken as a flag's
+// value ("--text --").
+func endedFlags(fs *flag.FlagSet, consumed []string) bool {
+	for i := 0; i < len(consumed); i++ {
+		a := consumed[i]
+		if a == "--" {
+			return i == len(consumed)-1
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-") // -x or --x
+		name, _, hasValue := strings.Cut(name, "=")
+		if f := fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) {
+			i++ // the next argument is this flag's value
+		}
+	}
+	return false
+}
+
+// isBoolFlag reports whether f takes no value of its own, as -v.
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // printHelp prints a command's synopsis and flags with their defaults.
