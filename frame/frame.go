@@ -15,8 +15,10 @@
 package frame
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Framing is a way of delimiting messages in a byte stream.
@@ -92,19 +94,25 @@ func Parse(s string) (Framing, error) {
 // Line appends msg and '\n', or "\r\n" when msg ends in '\r' so that the
 // decoder, which drops one '\r' before '\n', returns msg whole; it does not
 // escape newlines inside msg. Length prepends the 4-byte length. Raw and
-// Auto append msg unchanged.
+// Auto append msg unchanged. msg may share dst's array, even lie in its
+// spare capacity (a message built in place after dst's bytes).
 func Append(dst []byte, f Framing, msg []byte) []byte {
 	switch f {
 	case Line:
+		cr := len(msg) > 0 && msg[len(msg)-1] == '\r' // before msg is moved
 		dst = append(dst, msg...)
-		if n := len(msg); n > 0 && msg[n-1] == '\r' {
+		if cr {
 			dst = append(dst, '\r')
 		}
 		return append(dst, '\n')
 	case Length:
-		n := uint32(len(msg))
-		dst = append(dst, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-		return append(dst, msg...)
+		// The body is moved before the prefix is written: msg may lie
+		// where the prefix goes.
+		off := len(dst)
+		dst = slices.Grow(dst, HeaderLen+len(msg))[:off+HeaderLen+len(msg)]
+		copy(dst[off+HeaderLen:], msg)
+		binary.BigEndian.PutUint32(dst[off:], uint32(len(msg)))
+		return dst
 	}
 	return append(dst, msg...)
 }

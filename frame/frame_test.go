@@ -120,3 +120,27 @@ func TestAppendDecode(t *testing.T) {
 		t.Errorf("Length: decode(Append(%q)) = %q, %v", m, got, err)
 	}
 }
+
+// TestAppendAliased checks that Append frames msg correctly when msg lies
+// in dst's array: in its spare capacity (a message built in place after
+// dst's bytes, at or after len(dst)) or over dst's own bytes.
+func TestAppendAliased(t *testing.T) {
+	t.Parallel()
+	for _, f := range []Framing{Line, Length, Raw} {
+		for _, msg := range []string{"", "abc", "ab\r", "\r", "hello, world\r"} {
+			for _, at := range []int{0, 1, 2, 3, 4, 7} {
+				// dst is "pre" with msg placed at buf[at:]; at < 3
+				// overwrites the end of "pre", which dst then is.
+				buf := make([]byte, 64)
+				copy(buf, "pre")
+				copy(buf[at:], msg)
+				dst := buf[:3]
+				pre := string(dst)
+				got := Append(dst, f, buf[at:at+len(msg)])
+				if want := Append([]byte(pre), f, []byte(msg)); string(got) != string(want) {
+					t.Errorf("%v: Append(%q, msg %q at %d of its array) = %q, want %q", f, pre, msg, at, got, want)
+				}
+			}
+		}
+	}
+}
