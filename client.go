@@ -29,11 +29,14 @@ type Dialer struct {
 	Timeout time.Duration
 
 	// MaxMessageSize is the largest reply accepted, in bytes. Zero means
-	// frame.DefaultMaxSize (64 KiB).
+	// frame.DefaultMaxSize (64 KiB); the highest value is
+	// frame.MaxSizeLimit (16 MiB), and larger ones are lowered to it. A
+	// larger reply makes Receive return an error wrapping
+	// frame.ErrTooLong.
 	MaxMessageSize int
 
-	// ReadSize is the most bytes one Raw read takes as a reply. Zero
-	// means frame.DefaultReadSize (1024).
+	// ReadSize is the most bytes one Raw read takes as a reply, at most
+	// MaxMessageSize. Zero means frame.DefaultReadSize (1024).
 	ReadSize int
 
 	// TLSConfig configures the TLS client of tls:// addresses: the CA
