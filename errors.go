@@ -8,16 +8,9 @@ var (
 	// after a call to Shutdown or Close.
 	ErrServerClosed = errors.New("porta: server closed")
 
-	// ErrHungUp is returned by ResponseWriter.Write after Close, and by a
-	// ClientConn whose server hung up.
+	// ErrHungUp is returned by ResponseWriter.Write after Close. (A
+	// ClientConn whose server hung up gets io.EOF from Receive.)
 	ErrHungUp = errors.New("porta: connection hung up")
-
-	// ErrMessageTooLong is returned when a message exceeds the size limit.
-	// It wraps frame.ErrTooLong.
-	ErrMessageTooLong = errors.New("porta: message too long")
-
-	// ErrTooManyConns is the reason a connection over the limit is refused.
-	ErrTooManyConns = errors.New("porta: too many connections")
 
 	// ErrBadAddress is wrapped by every address parsing error.
 	ErrBadAddress = errors.New("porta: bad address")
