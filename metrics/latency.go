@@ -94,11 +94,18 @@ type Latency struct {
 // Latency returns the percentiles and maximum of the handler latencies
 // observed during the last LatencyWindow. It reads the histogram (a few
 // microseconds) and is meant to be called about once a second, for a
-// dashboard; calls from several goroutines share one history.
+// dashboard; calls from several goroutines share one history, and take
+// their samples one at a time.
 func (m *Metrics) Latency() Latency {
+	// One call at a time takes its sample and adds it to the history:
+	// a call that read the histogram after another took the maximum
+	// would count a message without its latency in its maximum, and the
+	// history would not be in time order.
+	m.window.mu.Lock()
 	now := time.Now()
 	var pb dto.Metric
 	if err := m.latency.Write(&pb); err != nil {
+		m.window.mu.Unlock()
 		return Latency{} // not for a histogram without exemplars
 	}
 	// After the histogram (see observe): a message counted there is in
@@ -113,6 +120,7 @@ func (m *Metrics) Latency() Latency {
 		}
 	}
 	base, peak := m.window.add(cur, now.Add(-LatencyWindow))
+	m.window.mu.Unlock()
 
 	lat := Latency{Window: now.Sub(base.at), Count: cur.count - base.count, Max: time.Duration(peak)}
 	if lat.Count == 0 {
@@ -144,7 +152,7 @@ const sampleSpacing = 500 * time.Millisecond
 
 // latencyWindow is the recent history of latency samples, oldest first.
 type latencyWindow struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // held by Latency from its clock reading to add's return
 	samples []latencySample
 }
 
@@ -155,10 +163,8 @@ func (w *latencyWindow) init(now time.Time) {
 
 // add records cur and returns the baseline to subtract from it (the newest
 // sample at or before cutoff, else the oldest) with the largest latency
-// observed since that baseline, in ns.
+// observed since that baseline, in ns. The caller holds w.mu.
 func (w *latencyWindow) add(cur latencySample, cutoff time.Time) (base latencySample, peak int64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	first := 0
 	for i, s := range w.samples {
 		if s.at.After(cutoff) {

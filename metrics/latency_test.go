@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -112,5 +113,30 @@ func TestQuantileEdges(t *testing.T) {
 	}
 	if got := quantile(0.99, make([]uint64, len(latencyBuckets)), 4, 42*time.Second); got != 42*time.Second {
 		t.Errorf("quantile beyond the last bucket = %v, want the maximum", got)
+	}
+}
+
+// TestLatencyConcurrentCalls checks that callers of Latency at the same
+// moment each find a message they count in their maximum: one must not
+// read the histogram after another has taken the maximum and before that
+// one has recorded it.
+func TestLatencyConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	const callers = 16
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
+		m := New(&porta.Server{})
+		m.observe(time.Second)
+		var wg sync.WaitGroup
+		var res [callers]Latency
+		for j := range res {
+			wg.Go(func() { res[j] = m.Latency() })
+		}
+		wg.Wait()
+		for _, lat := range res {
+			if lat.Count == 1 && lat.Max != time.Second {
+				t.Fatalf("iteration %d: a call counted the 1 s message but returned %+v", i, lat)
+			}
+		}
 	}
 }
