@@ -98,7 +98,8 @@ func adminAddr(s string) (string, error) {
 // rebinding, where a web page whose name has come to resolve to 127.0.0.1
 // reads the endpoints (the server's peers among them) from a browser on
 // this machine: only requests that name the server by an IP address or
-// "localhost" are served, others get 421 Misdirected Request.
+// "localhost", or name no host at all (HTTP/1.0, which browsers do not
+// send), are served; others get 421 Misdirected Request.
 func loopbackHostsOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
@@ -106,7 +107,7 @@ func loopbackHostsOnly(next http.Handler) http.Handler {
 			host = h
 		}
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") || net.ParseIP(host) != nil {
+		if host == "" || strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") || net.ParseIP(host) != nil {
 			next.ServeHTTP(w, r)
 			return
 		}

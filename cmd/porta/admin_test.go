@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"syscall"
@@ -159,5 +160,36 @@ func TestServeAdminBadAddress(t *testing.T) {
 			continue
 		}
 		r.oneLine(t, "porta serve", tc.text)
+	}
+}
+
+// TestLoopbackHostsOnly checks which Host headers the loopback admin
+// server answers: a name other than localhost is refused, as a rebound
+// name would be, but a request that names no host (HTTP/1.0, as some
+// health checkers send it) cannot come from a browser and is answered.
+func TestLoopbackHostsOnly(t *testing.T) {
+	t.Parallel()
+	h := loopbackHostsOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	for host, want := range map[string]int{
+		"":                 http.StatusOK,
+		"127.0.0.1":        http.StatusOK,
+		"127.0.0.1:9090":   http.StatusOK,
+		"[::1]:9090":       http.StatusOK,
+		"localhost:9090":   http.StatusOK,
+		"LocalHost.":       http.StatusOK,
+		"evil.example":     http.StatusMisdirectedRequest,
+		"evil.example:80":  http.StatusMisdirectedRequest,
+		"localhost.evil":   http.StatusMisdirectedRequest,
+		"127.0.0.1.evil:1": http.StatusMisdirectedRequest,
+	} {
+		req := httptest.NewRequest("GET", "/healthz", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Host %q: status %d, want %d", host, rec.Code, want)
+		}
 	}
 }
