@@ -22,7 +22,7 @@ type Snapshot struct {
 	Totals    Totals        `json:"totals"`    // server-wide counts
 	Listeners []Listener    `json:"listeners"` // sorted by address
 	Closed    []ReasonCount `json:"closed"`    // every close reason, in porta.CloseReasons order
-	Latency   Latency       `json:"latency"`   // of about the last metrics.LatencyWindow
+	Latency   Latency       `json:"latency"`   // of about the last metrics.LatencyWindow: see metrics.Latency
 	// Conns are the open stream connections, the oldest first, at most
 	// MaxConnRows of Totals.ConnsOpen.
 	Conns []Conn `json:"conns"`

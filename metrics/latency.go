@@ -76,9 +76,12 @@ const LatencyWindow = 10 * time.Second
 // a recent window, about LatencyWindow long.
 type Latency struct {
 	// Window is the span the figures cover: from the latest earlier call
-	// of Latency made at least LatencyWindow ago (or from New) until now.
+	// of Latency made at least LatencyWindow ago (or from New) until now;
+	// but from the first call after a pause of more than LatencyWindow
+	// without calls, when that call is less than LatencyWindow ago.
 	// Called every second, it is LatencyWindow or a second more, and less
-	// in the first seconds after New.
+	// in the first seconds after New or after such a pause; the first
+	// call after a pause covers all of it.
 	Window time.Duration
 	// Count is the number of messages served in the window.
 	Count uint64
@@ -164,6 +167,11 @@ func (w *latencyWindow) init(now time.Time) {
 // add records cur and returns the baseline to subtract from it (the newest
 // sample at or before cutoff, else the oldest) with the largest latency
 // observed since that baseline, in ns. The caller holds w.mu.
+//
+// A baseline that the next sample follows more than LatencyWindow later
+// is skipped for that sample: the call that took it, the first after a
+// pause, covered the pause, and the calls after it cover the time since
+// it, not the pause again until they are a window past it.
 func (w *latencyWindow) add(cur latencySample, cutoff time.Time) (base latencySample, peak int64) {
 	first := 0
 	for i, s := range w.samples {
@@ -171,6 +179,9 @@ func (w *latencyWindow) add(cur latencySample, cutoff time.Time) (base latencySa
 			break
 		}
 		first = i
+	}
+	if first+1 < len(w.samples) && w.samples[first+1].at.Sub(w.samples[first].at) > LatencyWindow {
+		first++
 	}
 	w.samples = append(w.samples[:0], w.samples[first:]...)
 	// The newest sample is replaced while it is within sampleSpacing of

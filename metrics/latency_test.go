@@ -83,6 +83,29 @@ func TestLatencyWindow(t *testing.T) {
 	})
 }
 
+// TestLatencyAfterPause checks, on fake time, that once Latency is
+// called again after a pause (a dashboard opened on a server that has
+// run for an hour), only the first call covers the pause: the next ones
+// cover the time since that call, and not a message from long before.
+func TestLatencyAfterPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := New(&porta.Server{})
+		m.observe(time.Second)
+		time.Sleep(time.Hour)
+		if lat := m.Latency(); lat.Count != 1 || lat.Window != time.Hour {
+			t.Fatalf("the first call after an hour: %+v, want the hour and its message", lat)
+		}
+		for i := 1; i < 12; i++ {
+			time.Sleep(time.Second)
+			m.observe(time.Millisecond)
+			want := min(time.Duration(i)*time.Second, LatencyWindow)
+			if lat := m.Latency(); lat.Window != want || lat.Max != time.Millisecond || lat.Count != uint64(want/time.Second) {
+				t.Fatalf("%d s after it: %+v, want a window of %v with only its 1 ms messages", i, lat, want)
+			}
+		}
+	})
+}
+
 // TestLatencyWindowFrequentCalls checks, on fake time, that the window
 // moves on when Latency is called more often than samples are kept (every
 // 300 ms, as several dashboards or a polling script do): a slow message
