@@ -320,15 +320,21 @@ func (c *conn) drained() bool {
 // returns the reason to close, or not done if the wake-up came early,
 // from Shutdown, which moved the deadline into the past.
 func (c *conn) timedOut() (CloseReason, bool) {
-	if c.readDeadline.IsZero() || time.Now().Before(c.readDeadline) {
+	now := time.Now()
+	if c.readDeadline.IsZero() || now.Before(c.readDeadline) {
 		// Re-arm the deadline now: a read fails at once while its
 		// deadline is in the past.
 		c.readDeadline = aLongTimeAgo
-		c.armReadDeadline(time.Now())
+		c.armReadDeadline(now)
 		return 0, false
 	}
 	if c.dec.Buffered() > 0 {
-		return CloseFrameTimeout, true
+		// A frame is in progress, under the earlier of its own deadline
+		// and the idle deadline: only the first is a frame timeout.
+		if c.frameTimeout > 0 && !now.Before(c.frameStart.Add(c.frameTimeout)) {
+			return CloseFrameTimeout, true
+		}
+		return CloseIdle, true
 	}
 	if c.parkDue {
 		return parkNow, true

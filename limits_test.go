@@ -203,3 +203,40 @@ func TestHalfClose(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleTimeoutMidFrame checks that a connection that falls silent in the
+// middle of a frame is closed as idle when the idle timeout ends it first:
+// with no frame timeout, or one longer than the idle timeout. Only a frame
+// that has run out of its own time counts as a frame timeout.
+func TestIdleTimeoutMidFrame(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		frame time.Duration
+	}{
+		{"no frame timeout", -1},
+		{"longer frame timeout", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := &porta.Server{IdleTimeout: 200 * time.Millisecond, FrameTimeout: tc.frame, Framing: frame.Line}
+			s := portatest.Start(t, srv, "tcp")
+			c := dialRaw(t, s)
+			if _, err := c.Write([]byte("abc")); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if got := readUntilEOF(t, c); len(got) != 0 {
+				t.Fatalf("incomplete frame got %q", got)
+			}
+			if d := time.Since(start); d > promptly {
+				t.Errorf("silent connection closed after %v, want about 200ms", d)
+			}
+			st := waitClosed(t, s)
+			if st.Closed[porta.CloseIdle] != 1 || st.Closed[porta.CloseFrameTimeout] != 0 {
+				t.Errorf("Closed[idle_timeout] = %d, Closed[frame_timeout] = %d; want 1 and 0",
+					st.Closed[porta.CloseIdle], st.Closed[porta.CloseFrameTimeout])
+			}
+		})
+	}
+}
