@@ -398,6 +398,7 @@ func (c *conn) readFailed(err error) CloseReason {
 	case errors.Is(err, syscall.ECONNRESET):
 		return ClosePeer
 	}
+	c.closeErr = err // not an end of stream: the close line says what
 	return CloseError
 }
 
@@ -436,7 +437,10 @@ func (c *conn) finish(reason CloseReason) {
 		// The socket that Close cut failed a read or write, or ran into
 		// the deadline in the past that Close set: an end, a reset, a
 		// truncated frame or a timeout that Close caused.
-		reason = CloseShutdown
+		reason, c.closeErr = CloseShutdown, nil
+	}
+	if reason == CloseError && c.closeErr == nil {
+		c.closeErr = c.werr // a write failed other than by the peer's end
 	}
 	c.flush(time.Now())
 	c.cancelContext()

@@ -1,6 +1,7 @@
 package porta_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -665,6 +666,53 @@ func TestTLSPlaintextToTLSPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsExchange(t, c, "hello", "hello")
+}
+
+// TestTLSCorruptRecordLogged checks that a connection ended by a read
+// error that is not an end of stream (here a TLS record that fails its
+// integrity check) logs that error on its close line, with reason error.
+func TestTLSCorruptRecordLogged(t *testing.T) {
+	t.Parallel()
+	p := testPKI()
+	log := &tlsLog{}
+	srv := &porta.Server{Logger: newTLSTestLogger(log)}
+	addr := startTLS(t, srv, p.serverConfig(p.server))
+	nc, err := net.Dial("tcp", strings.TrimPrefix(addr, "tls://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	config := p.clientConfig()
+	config.ServerName = "localhost"
+	tc := tls.Client(nc, config)
+	if _, err := tc.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bufio.NewReader(tc).ReadString('\n'); err != nil || got != "hello\n" {
+		t.Fatalf("reply %q, %v; want \"hello\"", got, err)
+	}
+	// An application data record whose contents are not what the key
+	// makes: the server cannot decrypt it.
+	record := append([]byte{23, 3, 3, 0, 32}, bytes.Repeat([]byte{0x5a}, 32)...)
+	if _, err := nc.Write(record); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, nc)
+	waitFor(t, waitTimeout, "the close to be counted", func() bool { return srv.Stats().Closed[porta.CloseError] == 1 })
+	var line string
+	waitFor(t, waitTimeout, "the close to be logged", func() bool {
+		for l := range strings.Lines(log.String()) {
+			if strings.Contains(l, "connection closed") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(line, "reason=error") || !strings.Contains(line, "err=") || !strings.Contains(line, "tls") {
+		t.Errorf("close log line %q, want reason=error with the TLS error", line)
+	}
 }
 
 // newTLSTestLogger returns a text logger writing to w.
