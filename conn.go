@@ -471,7 +471,10 @@ func (c *conn) finish(reason CloseReason) {
 	c.srv.untrackConn(c, reason)
 }
 
+// isTimeoutErr reports whether err is a deadline's. ETIMEDOUT, which
+// calls itself a timeout too, is not: the kernel gave up on the peer
+// (keepalive or retransmission), and the connection is over.
 func isTimeoutErr(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, syscall.ETIMEDOUT)
 }
