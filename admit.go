@@ -51,14 +51,25 @@ type ipCounts struct {
 	n  map[netip.Addr]int
 }
 
-// peerIP returns the IP of a TCP peer; false for Unix and other peers.
+// peerIP returns the IP address of a peer (unmapped): that of a TCP or
+// UDP address, or of another listener's address whose text is an IP
+// address and port, such as a wrapping listener's; false for Unix peers
+// and other addresses, which no filter or per-IP limit applies to.
 func peerIP(a net.Addr) (netip.Addr, bool) {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip = a.IP
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.UnixAddr, nil:
 		return netip.Addr{}, false
+	default:
+		ap, err := netip.ParseAddrPort(a.String())
+		return ap.Addr().Unmap(), err == nil
 	}
-	ip, ok := netip.AddrFromSlice(ta.IP)
-	return ip.Unmap(), ok
+	addr, ok := netip.AddrFromSlice(ip)
+	return addr.Unmap(), ok
 }
 
 // permitted reports whether the filters let ip (unmapped) in: not in any

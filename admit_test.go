@@ -176,6 +176,53 @@ func TestFiltersIgnoreUnixPeers(t *testing.T) {
 	}
 }
 
+// wrappedAddr is a listener's own address type, as a wrapping listener
+// may give its connections; its text is an IP address and port.
+type wrappedAddr string
+
+func (a wrappedAddr) Network() string { return "wrapped" }
+func (a wrappedAddr) String() string  { return string(a) }
+
+// wrappingListener gives its connections' peers a wrappedAddr.
+type wrappingListener struct{ net.Listener }
+
+type wrappedConn struct{ net.Conn }
+
+func (c wrappedConn) RemoteAddr() net.Addr { return wrappedAddr(c.Conn.RemoteAddr().String()) }
+
+func (l wrappingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return wrappedConn{c}, nil
+}
+
+// TestFiltersWrappedAddr: Deny applies to a peer whose address is not a
+// *net.TCPAddr but reads as an IP address and port, as from a wrapping
+// listener; such peers were let through unfiltered.
+func TestFiltersWrappedAddr(t *testing.T) {
+	t.Parallel()
+	l, err := porta.Listen("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &porta.Server{Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(wrappingListener{l}) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	c := dialFrom(t, "127.0.0.1", porta.FormatAddr(l.Addr()))
+	io.WriteString(c, "hello\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if len(got) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Errorf("denied peer got %q, %v; want a close without reply", got, err)
+	}
+	if n := srv.Stats().Rejected[porta.RejectDenied]; n != 1 {
+		t.Errorf("Rejected[denied] = %d, want 1", n)
+	}
+}
+
 func TestRejectReasonStrings(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range porta.RejectReasons() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -161,14 +160,10 @@ func isDatagramTooLarge(err error) bool {
 const shutdownDatagrams = 4096
 
 // permittedPacket reports whether Allow and Deny let the sender of a
-// datagram in; senders other than UDP ones are not filtered.
+// datagram in; senders without an IP address are not filtered.
 func (s *Server) permittedPacket(peer net.Addr) bool {
-	ua, ok := peer.(*net.UDPAddr)
-	if !ok {
-		return true
-	}
-	ip, ok := netip.AddrFromSlice(ua.IP)
-	return !ok || s.permitted(ip.Unmap())
+	ip, ok := peerIP(peer)
+	return !ok || s.permitted(ip)
 }
 
 // packetSocket is a datagram socket being served: its counts, and the

@@ -97,7 +97,9 @@ type Server struct {
 	// Deny refuses TCP peers and UDP senders from these prefixes,
 	// whatever Allow says: deny wins. A refused peer is closed without a
 	// reply; a refused sender's datagram is dropped unanswered.
-	// Unix-socket peers have no IP address and are never filtered.
+	// Unix-socket peers have no IP address and are never filtered. A
+	// listener of another kind is filtered when its peers' addresses
+	// read as an IP address and port ("192.0.2.1:5000").
 	Deny []netip.Prefix
 
 	// TLSConfig is the TLS configuration with which ListenAndServe
