@@ -156,6 +156,12 @@ func (c *conn) handshake() (CloseReason, bool) {
 		if c.srv.shuttingDown() {
 			return CloseShutdown, false
 		}
+		if err == io.EOF || errors.Is(err, syscall.ECONNRESET) {
+			// The peer hung up between records, without an alert: most
+			// often before its ClientHello, a port probe or a TCP health
+			// check. Not a failed handshake.
+			return ClosePeer, false
+		}
 		c.closeErr = err
 		return CloseTLSHandshake, false
 	}

@@ -631,6 +631,37 @@ func TestTLSShutdownDuringHandshake(t *testing.T) {
 	}
 }
 
+// TestTLSProbeIsNoError: a peer that connects to a TLS listener and
+// leaves without a byte (a port probe, a TCP health check) is closed as
+// peer_closed, not counted as a failed handshake; one that leaves in the
+// middle of its ClientHello still is.
+func TestTLSProbeIsNoError(t *testing.T) {
+	t.Parallel()
+	p := testPKI()
+	srv := &porta.Server{}
+	addr := strings.TrimPrefix(startTLS(t, srv, p.serverConfig(p.server)), "tls://")
+	for _, sent := range []string{"", "\x16\x03\x01\x00\x10"} { // nothing; a record header, no body
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(nc, sent)
+		nc.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().ConnsTotal < 2 || srv.Stats().ConnsOpen > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the two connections did not close: %+v", srv.Stats())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	st := srv.Stats()
+	if st.Closed[porta.ClosePeer] != 1 || st.Closed[porta.CloseTLSHandshake] != 1 {
+		t.Errorf("Closed[peer_closed] = %d, Closed[tls_handshake] = %d; want 1 each (the probe, the cut ClientHello)",
+			st.Closed[porta.ClosePeer], st.Closed[porta.CloseTLSHandshake])
+	}
+}
+
 func TestTLSPlaintextToTLSPort(t *testing.T) {
 	t.Parallel()
 	p := testPKI()
