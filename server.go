@@ -380,8 +380,11 @@ func (s *Server) untrackConn(c *conn, reason CloseReason) {
 // and for the refusals of peers over a connection limit to end (each
 // within its linger: a second of silence, ten at most). Connections in
 // the middle of a frame may finish it. If ctx ends first,
-// Shutdown closes whatever is left and returns ctx's error. Serve and
-// ServePacket return ErrServerClosed.
+// Shutdown closes whatever is left, as Close does, waits for the handlers
+// still running to return (their messages' contexts are cancelled; a
+// handler that ignores its context holds Shutdown up), and returns ctx's
+// error. Once Shutdown has returned, no handler runs and Stats are final.
+// Serve and ServePacket return ErrServerClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.inShutdown.Store(true)
