@@ -95,7 +95,9 @@ func (s *Server) stop() {
 }
 
 // Dial connects to the server with framing f (frame.Auto means Line), and
-// closes the connection when the test ends.
+// closes the connection when the test ends. A failed dial fails the test
+// that started the server (Start's t), with t.Fatal: call Dial and DialRaw
+// from that test's goroutine, not from a subtest's or another goroutine.
 func (s *Server) Dial(f frame.Framing) *porta.ClientConn {
 	s.t.Helper()
 	d := porta.Dialer{Framing: f, Timeout: 5 * time.Second}
