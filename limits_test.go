@@ -2,6 +2,7 @@ package porta_test
 
 import (
 	"bytes"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -112,17 +113,7 @@ func TestFrameTimeout(t *testing.T) {
 				}
 			})
 
-			slow := dialRaw(t, s)
-			if _, err := slow.Write([]byte("abc")); err != nil {
-				t.Fatal(err)
-			}
-			start := time.Now()
-			if got := readUntilEOF(t, slow); len(got) != 0 {
-				t.Fatalf("incomplete frame got %q", got)
-			}
-			if d := time.Since(start); d > promptly {
-				t.Errorf("incomplete frame cut after %v, want about 200ms", d)
-			}
+			expectPartialFrameCut(t, dialRaw(t, s))
 			wg.Wait()
 			exchange(t, good, "still open", "still open")
 
@@ -204,6 +195,23 @@ func TestHalfClose(t *testing.T) {
 	}
 }
 
+// expectPartialFrameCut writes the start of a line to c and expects the
+// server, whose frame or idle timeout is 200 ms, to close c without a
+// reply about then.
+func expectPartialFrameCut(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, err := c.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if got := readUntilEOF(t, c); len(got) != 0 {
+		t.Fatalf("incomplete frame got %q", got)
+	}
+	if d := time.Since(start); d > promptly {
+		t.Errorf("incomplete frame cut after %v, want about 200ms", d)
+	}
+}
+
 // TestIdleTimeoutMidFrame checks that a connection that falls silent in the
 // middle of a frame is closed as idle when the idle timeout ends it first:
 // with no frame timeout, or one longer than the idle timeout. Only a frame
@@ -221,17 +229,7 @@ func TestIdleTimeoutMidFrame(t *testing.T) {
 			t.Parallel()
 			srv := &porta.Server{IdleTimeout: 200 * time.Millisecond, FrameTimeout: tc.frame, Framing: frame.Line}
 			s := portatest.Start(t, srv, "tcp")
-			c := dialRaw(t, s)
-			if _, err := c.Write([]byte("abc")); err != nil {
-				t.Fatal(err)
-			}
-			start := time.Now()
-			if got := readUntilEOF(t, c); len(got) != 0 {
-				t.Fatalf("incomplete frame got %q", got)
-			}
-			if d := time.Since(start); d > promptly {
-				t.Errorf("silent connection closed after %v, want about 200ms", d)
-			}
+			expectPartialFrameCut(t, dialRaw(t, s))
 			st := waitClosed(t, s)
 			if st.Closed[porta.CloseIdle] != 1 || st.Closed[porta.CloseFrameTimeout] != 0 {
 				t.Errorf("Closed[idle_timeout] = %d, Closed[frame_timeout] = %d; want 1 and 0",
