@@ -110,7 +110,10 @@ func (l *eloop) startConnect(c *econn, now int64) connectOutcome {
 	if l.e.fam != unix.AF_UNIX {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	c.fd, c.since = fd, now
+	if !c.retrying {
+		c.since = now
+	}
+	c.fd = fd
 	err = unix.Connect(fd, l.sa)
 	switch {
 	case err == nil:
@@ -125,10 +128,20 @@ func (l *eloop) startConnect(c *econn, now int64) connectOutcome {
 		c.state = stateConnecting
 		return connectPending
 	case err == unix.EAGAIN && l.e.fam == unix.AF_UNIX:
-		// A Unix listener's backlog is full: try again shortly.
+		// A Unix listener's backlog is full: try again shortly, until
+		// it has been full for the connection timeout; then fail this
+		// connection and the next ones at once, as net.Dial does.
 		unix.Close(fd)
 		c.fd = -1
-		return connectRetry
+		if l.fullSince == 0 {
+			l.fullSince = now
+		}
+		if now-l.fullSince < int64(l.p.Timeout) {
+			c.retrying = true
+			return connectRetry
+		}
+		l.connectFailed(c, fmt.Errorf("connect: listen backlog full for %v: %w", l.p.Timeout, os.ErrDeadlineExceeded), now)
+		return connectFailed
 	}
 	l.connectFailed(c, os.NewSyscallError("connect", err), now)
 	return connectFailed
@@ -145,6 +158,7 @@ func (l *eloop) register(c *econn, events uint32) bool {
 }
 
 func (l *eloop) connectDone(c *econn, now int64) {
+	l.fullSince = 0
 	c.state = stateOpen
 	l.rec.connects = append(l.rec.connects, now-c.since)
 	l.setEvents(c, false)

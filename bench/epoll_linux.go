@@ -64,22 +64,25 @@ type eloop struct {
 	nextSlot int64  // and its time
 	armed    int64  // the slot time the timer is set for
 	dirty    []*econn
+
+	fullSince int64 // since when connect(2) finds the Unix backlog full; 0 if it does not
 }
 
 // econn is one connection of an epoll loop.
 type econn struct {
-	idx     int // in the loop
-	fd      int
-	ss      *session
-	dec     *frame.Decoder // once the replies went wrong (see read)
-	feed    feedReader
-	out     []byte // framed messages; out[outOff:] is not written yet
-	outOff  int
-	wantOut bool // EPOLLOUT is registered
-	state   econnState
-	since   int64 // when the connection attempt started
-	settled bool  // counted out of the loop's active connections
-	isDue   bool  // on the loop's dirty list
+	idx      int // in the loop
+	fd       int
+	ss       *session
+	dec      *frame.Decoder // once the replies went wrong (see read)
+	feed     feedReader
+	out      []byte // framed messages; out[outOff:] is not written yet
+	outOff   int
+	wantOut  bool // EPOLLOUT is registered
+	state    econnState
+	since    int64 // when the connection attempt started
+	retrying bool  // the attempt is retried (a full Unix backlog); since is the first try's
+	settled  bool  // counted out of the loop's active connections
+	isDue    bool  // on the loop's dirty list
 }
 
 type econnState uint8
