@@ -29,6 +29,11 @@ const (
 	DefaultTimeout = 10 * time.Second
 )
 
+// MaxRate is the highest Config.Rate, in messages per second: one message
+// per nanosecond, the resolution of the schedule's clock, and far more than
+// any server answers.
+const MaxRate = 1e9
+
 // maxLatency is the highest latency the histograms track: 60 s, far past
 // any timeout a benchmark would use. Longer latencies are recorded as 60 s.
 const maxLatency = int64(60 * time.Second)
@@ -82,8 +87,8 @@ type Config struct {
 
 	// Rate, when positive, is the total number of messages per second,
 	// spread evenly over the connections (open model, see the package
-	// comment). Zero sends as fast as the replies come back (closed
-	// model).
+	// comment), at most MaxRate. Zero sends as fast as the replies come
+	// back (closed model).
 	Rate float64
 
 	// Warmup is run before measuring, with the same load, and not counted
@@ -214,8 +219,8 @@ func (c Config) resolve() (*settings, error) {
 		return bad("durations must not be negative")
 	case s.Messages < 0:
 		return bad("message count must not be negative")
-	case s.Rate < 0 || math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0):
-		return bad("rate must be a positive number")
+	case s.Rate < 0 || s.Rate > MaxRate || math.IsNaN(s.Rate):
+		return bad("rate must be a positive number of at most %g messages/s", float64(MaxRate))
 	case s.ConnectRate < 0 || math.IsNaN(s.ConnectRate) || math.IsInf(s.ConnectRate, 0):
 		return bad("connect rate must be a positive number")
 	case s.Loops < 0:

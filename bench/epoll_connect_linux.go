@@ -24,11 +24,9 @@ func (l *eloop) connectAll() {
 	starting:
 		for next < len(l.conns) && pending < maxPendingConnects {
 			c := l.conns[next]
-			if p.ConnectRate > 0 {
-				if at := int64(float64(c.ss.id) * 1e9 / p.ConnectRate); at > now {
-					wait = min(wait, int((at-now)/1_000_000)+1)
-					break starting
-				}
+			if at := p.connectAt(c.ss.id); at > now {
+				wait = min(wait, int(min((at-now)/1_000_000+1, sweepInterval/1_000_000)))
+				break starting
 			}
 			switch l.startConnect(c, now) {
 			case connectRetry:

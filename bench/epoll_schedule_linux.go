@@ -33,18 +33,25 @@ func (l *eloop) slotTime(j uint64) int64 {
 // pipelines allow, and sets the timer for the next slot.
 func (l *eloop) advance(now int64) {
 	p := l.p
-	for l.nextSlot <= now && l.nextSlot < p.mEnd {
-		c := l.conns[l.slot%uint64(len(l.conns))]
+	end := firstLate(l.slot, func(j uint64) bool {
+		t := l.slotTime(j)
+		return t > now || t >= p.mEnd
+	})
+	// The slots from l.slot to end are due: each of the first m names a
+	// connection, and so does every m-th after it.
+	m := uint64(len(l.conns))
+	for j := l.slot; j < end && j < l.slot+m; j++ {
+		c := l.conns[j%m]
 		if c.state == stateOpen && !c.ss.stopped {
-			c.ss.due++
+			c.ss.due += int((end - j + m - 1) / m)
 			if !c.isDue {
 				c.isDue = true
 				l.dirty = append(l.dirty, c)
 			}
 		}
-		l.slot++
-		l.nextSlot = l.slotTime(l.slot)
 	}
+	l.slot = end
+	l.nextSlot = l.slotTime(end)
 	for _, c := range l.dirty {
 		c.isDue = false
 		if c.state == stateOpen {

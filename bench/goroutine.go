@@ -124,9 +124,8 @@ func (c *gconn) run(connected func(), pending chan struct{}) {
 // dial opens the connection, after its turn in the connect rate.
 func (c *gconn) dial(pending chan struct{}) bool {
 	p := c.ss.p
-	if p.ConnectRate > 0 {
-		at := time.Duration(float64(c.ss.id) * 1e9 / p.ConnectRate)
-		if !sleepUntil(c.e.ctx, p.base.Add(at)) {
+	if at := p.connectAt(c.ss.id); at > 0 {
+		if !sleepUntil(c.e.ctx, p.base.Add(time.Duration(at))) {
 			return false // cancelled
 		}
 	}

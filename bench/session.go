@@ -185,22 +185,74 @@ func newSession(p *plan, rec *recorder, id int) *session {
 	return ss
 }
 
+// maxOffset is the latest time a schedule names, in nanoseconds after the
+// plan's base or the load's start: 2^62 ns, 146 years, which leaves room
+// to add the two without overflow. Later times are never.
+const maxOffset = 1 << 62
+
+// offset converts a time computed in floating point, in nanoseconds, to
+// an offset, or to math.MaxInt64 (never) past maxOffset.
+func offset(ns float64) int64 {
+	if ns >= maxOffset {
+		return math.MaxInt64
+	}
+	return int64(ns)
+}
+
+// connectAt returns when connection id may start to connect, paced by
+// the connect rate.
+func (p *plan) connectAt(id int) int64 {
+	if p.ConnectRate <= 0 {
+		return 0
+	}
+	return offset(float64(id) * 1e9 / p.ConnectRate)
+}
+
 // scheduled returns the open model's send time of the connection's
-// message number k.
+// message number k, math.MaxInt64 if it is never.
 func (ss *session) scheduled(k uint64) int64 {
-	return ss.p.t0 + int64((float64(k)*float64(ss.p.Conns)+float64(ss.id))*1e9/ss.p.Rate)
+	d := offset((float64(k)*float64(ss.p.Conns) + float64(ss.id)) * 1e9 / ss.p.Rate)
+	if d == math.MaxInt64 {
+		return d
+	}
+	return ss.p.t0 + d
 }
 
 // schedule makes due the open model's messages scheduled up to now, and
 // returns the time of the next one.
 func (ss *session) schedule(now int64) int64 {
-	for {
-		t := ss.scheduled(ss.sched + uint64(ss.due))
-		if t > now || t >= ss.p.mEnd {
-			return t
-		}
-		ss.due++
+	k := firstLate(ss.sched+uint64(ss.due), func(k uint64) bool {
+		t := ss.scheduled(k)
+		return t > now || t >= ss.p.mEnd
+	})
+	ss.due = int(k - ss.sched)
+	return ss.scheduled(k)
+}
+
+// firstLate returns the first k from lo on for which late holds, where
+// late, once true, stays true for every greater k: by steps that double,
+// then by bisection, so that a schedule far behind (a rate far above what
+// the server answers) costs a few dozen calls, not one per message due.
+func firstLate(lo uint64, late func(uint64) bool) uint64 {
+	if late(lo) {
+		return lo
 	}
+	step := uint64(1)
+	hi := lo + step
+	for !late(hi) { // late(lo) is false
+		lo = hi
+		step *= 2
+		hi = lo + step
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if late(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
 }
 
 // checkStop stops sending when the measured time is over, the run was
