@@ -490,6 +490,11 @@ func TestBadConfig(t *testing.T) {
 		{Addr: "127.0.0.1:1", Engine: "threads"},
 		{Addr: "udp://127.0.0.1:1"},
 		{Addr: "127.0.0.1:1", Duration: -time.Second},
+		{Addr: "127.0.0.1:1", Conns: bench.MaxConns + 1},
+		{Addr: "127.0.0.1:1", Loops: bench.MaxLoops + 1},
+		{Addr: "127.0.0.1:1", Conns: 1, Pipeline: 1 << 62},
+		{Addr: "127.0.0.1:1", Conns: 1024, Pipeline: 1024, Size: 1 << 20},
+		{Addr: "127.0.0.1:1", Rate: bench.MaxRate * 2},
 	} {
 		if _, err := bench.Run(context.Background(), cfg, nil); !errors.Is(err, bench.ErrBadConfig) {
 			t.Errorf("Run(%+v) = %v, want ErrBadConfig", cfg, err)

@@ -29,6 +29,22 @@ const (
 	DefaultTimeout = 10 * time.Second
 )
 
+// Limits of the Config's fields, beyond which a load cannot run: Run
+// returns ErrBadConfig.
+const (
+	// MaxConns is the most connections: 2^20, the most descriptors a
+	// Linux process may have open by default (fs.nr_open).
+	MaxConns = 1 << 20
+	// MaxLoops is the most event loops: 1024, more than machines have
+	// CPUs; each is an OS thread, and a Go program may have 10,000.
+	MaxLoops = 1024
+	// MaxOutstanding is the most memory, in bytes, that the messages
+	// outstanding at once may take: Conns × Pipeline × (the framed
+	// message size plus 8 bytes for its send time). 16 GiB: the
+	// generator keeps them in its buffers.
+	MaxOutstanding = 16 << 30
+)
+
 // MaxRate is the highest Config.Rate, in messages per second: one message
 // per nanosecond, the resolution of the schedule's clock, and far more than
 // any server answers.
@@ -209,8 +225,8 @@ func (c Config) resolve() (*settings, error) {
 		s.Label = c.Addr
 	}
 	switch {
-	case s.Conns < 0:
-		return bad("connections must be positive")
+	case s.Conns < 0 || s.Conns > MaxConns:
+		return bad("connections must be from 1 to %d", MaxConns)
 	case s.Pipeline < 0:
 		return bad("pipeline depth must be positive")
 	case s.Size < 0 || s.Size > frame.MaxSizeLimit:
@@ -223,8 +239,8 @@ func (c Config) resolve() (*settings, error) {
 		return bad("rate must be a positive number of at most %g messages/s", float64(MaxRate))
 	case s.ConnectRate < 0 || math.IsNaN(s.ConnectRate) || math.IsInf(s.ConnectRate, 0):
 		return bad("connect rate must be a positive number")
-	case s.Loops < 0:
-		return bad("loops must not be negative")
+	case s.Loops < 0 || s.Loops > MaxLoops:
+		return bad("loops must be from 0 to %d", MaxLoops)
 	case s.Framing > frame.Raw:
 		return bad("unknown framing %v", s.Framing)
 	}
@@ -261,6 +277,10 @@ func (c Config) resolve() (*settings, error) {
 	}
 	s.maxReply = max(frame.DefaultMaxSize, 2*s.replyLength)
 	s.wireSize = s.Size + frame.Overhead(s.Framing)
+	if out := float64(s.Conns) * float64(s.Pipeline) * float64(s.wireSize+8); out > MaxOutstanding {
+		return bad("%d connections with %d messages of %d bytes outstanding would take %.0f GiB (at most %d GiB)",
+			s.Conns, s.Pipeline, s.wireSize, out/(1<<30), MaxOutstanding>>30)
+	}
 	return s, nil
 }
 

@@ -97,7 +97,7 @@ func runBench(e *env, args []string) int {
 	// The epoll engine's loops wait for events as C loops do only while a
 	// P is left for the rest of the process (see bench.Config.Loops): give
 	// this process, which runs nothing else, that spare P even on one CPU.
-	if want := max(c.Loops, 1) + 1; runtime.GOMAXPROCS(0) < want {
+	if want := max(min(c.Loops, c.Conns), 1) + 1; runtime.GOMAXPROCS(0) < want {
 		runtime.GOMAXPROCS(want)
 	}
 
@@ -152,8 +152,10 @@ func runBench(e *env, args []string) int {
 func (bc *benchConfig) check() error {
 	c := &bc.cfg
 	switch {
-	case c.Conns < 1:
-		return errors.New("-c must be at least 1")
+	case c.Conns < 1 || c.Conns > bench.MaxConns:
+		return fmt.Errorf("-c must be from 1 to %d", bench.MaxConns)
+	case c.Loops < 0 || c.Loops > bench.MaxLoops:
+		return fmt.Errorf("--loops must be from 0 to %d", bench.MaxLoops)
 	case c.Pipeline < 1:
 		return errors.New("-P must be at least 1")
 	case bc.size < 1 || int(bc.size) > frame.MaxSizeLimit:

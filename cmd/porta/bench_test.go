@@ -136,6 +136,13 @@ func TestBenchUsage(t *testing.T) {
 		{"--engine", "threads", "127.0.0.1:1"},
 		{"--svg-merge", "a.json"},
 		{"udp://127.0.0.1:1"},
+		// Values too large to run, which must not crash or hang.
+		{"-c", "100000000000", "127.0.0.1:1"},
+		{"-P", "1000000000000", "127.0.0.1:1"},
+		{"-c", "1000", "-P", "1000", "-s", "1MiB", "127.0.0.1:1"},
+		{"--loops", "100000000", "127.0.0.1:1"},
+		{"--rate", "1e300", "127.0.0.1:1"},
+		{"--rate", "NaN", "127.0.0.1:1"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
