@@ -620,3 +620,33 @@ func refusingAddr(t *testing.T) string {
 	}
 	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
+
+// TestServerGoneMeasuredTime checks that when every connection ends early
+// (the server closes them after 300 ms of a 3 s run), the run ends then
+// and its measured time and throughput are those of the 300 ms, not of
+// the 3 s that never ran.
+func TestServerGoneMeasuredTime(t *testing.T) {
+	t.Parallel()
+	srv := portatest.NewServer(t, perConn(func(w porta.ResponseWriter, m *porta.Message, _ int, first *[]byte) {
+		if *first == nil {
+			*first = []byte(time.Now().Format(time.RFC3339Nano))
+		}
+		if start, _ := time.Parse(time.RFC3339Nano, string(*first)); time.Since(start) > 300*time.Millisecond {
+			w.Close()
+			return
+		}
+		w.Write(m.Body)
+	}))
+	for _, eng := range engines() {
+		t.Run(eng, func(t *testing.T) {
+			t.Parallel()
+			res := run(t, bench.Config{Addr: srv.Addr, Engine: eng, Conns: 2, Duration: 3 * time.Second})
+			if res.Errors["closed"] != 2 || res.Messages == 0 {
+				t.Fatalf("errors %v, %d messages; want 2 closed connections after some messages", res.Errors, res.Messages)
+			}
+			if res.Seconds < 0.3 || res.Seconds > 1.5 {
+				t.Errorf("measured time %vs, want the 0.3s until the server closed the connections", res.Seconds)
+			}
+		})
+	}
+}

@@ -43,7 +43,9 @@ type Result struct {
 
 	// Messages is the number of correct replies in the measured time.
 	Messages int64 `json:"messages"`
-	// Seconds is the measured time.
+	// Seconds is the measured time: Config.Duration, or less if the run
+	// was interrupted or every connection ended before it; with
+	// Config.Messages, until the last reply counted.
 	Seconds float64 `json:"seconds"`
 	// MsgsPerSec is Messages per second of measured time.
 	MsgsPerSec float64 `json:"msgs_per_sec"`

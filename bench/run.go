@@ -142,12 +142,15 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 			progress(pr)
 		}
 	}
+	endAt := p.now()
 	if stopAt == 0 && p.stop.Load() {
-		stopAt = p.now()
+		stopAt = endAt
 	}
 
 	interrupted := ctx.Err() != nil
-	elapsed := p.mEnd - p.mStart
+	// The measured time ends with the duration, or before it if every
+	// connection ended first.
+	elapsed := min(p.mEnd, endAt) - p.mStart
 	if p.Messages > 0 {
 		elapsed = 0
 		for _, r := range eng.recorders() {
