@@ -650,3 +650,27 @@ func TestServerGoneMeasuredTime(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyTooLong checks that a reply too long to be one counts as the
+// wrong reply of the message it answers, and only the messages after it
+// as missing: with 3 outstanding, 1 wrong and 2 missing.
+func TestReplyTooLong(t *testing.T) {
+	t.Parallel()
+	addr := lineServer(t, func(w net.Conn, _ []byte, i int) {
+		if i == 0 {
+			w.Write(bytes.Repeat([]byte("x"), 1<<20)) // no '\n' in sight
+		}
+	})
+	for _, eng := range engines() {
+		t.Run(eng, func(t *testing.T) {
+			t.Parallel()
+			res := run(t, bench.Config{Addr: addr, Engine: eng, Conns: 2, Pipeline: 3, Messages: 30})
+			if res.Errors["wrong"] != 2 || res.Errors["missing"] != 4 || res.ErrorCount != 6 {
+				t.Fatalf("errors %v, want 2 wrong and 4 missing", res.Errors)
+			}
+			if ex := res.Examples[0]; ex.Kind != "wrong" || ex.Seq != 0 || !strings.Contains(ex.Err, "longer than") {
+				t.Errorf("first example %+v, want message 0's reply too long", ex)
+			}
+		})
+	}
+}

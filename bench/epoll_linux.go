@@ -403,7 +403,8 @@ func (l *eloop) decode(c *econn, now int64) bool {
 				continue
 			}
 			if err != nil {
-				l.closeConn(c, decodeKind(err), decodeError(err, l.p.maxReply), now)
+				c.ss.decodeFailed(err, now)
+				l.closeConn(c, 0, nil, now)
 				return false
 			}
 			break

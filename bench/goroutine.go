@@ -351,7 +351,7 @@ func (c *gconn) readOnce() (ok, alive bool) {
 			continue
 		}
 		if err != nil {
-			c.ss.end(decodeKind(err), decodeError(err, p.maxReply), at)
+			c.ss.decodeFailed(err, at)
 			return true, false
 		}
 		return true, true

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/porta-project/porta/frame"
 )
 
 // ProgressInterval is how often Run reports progress: four times a
@@ -230,22 +228,6 @@ func (p *plan) progress(e engine, started bool) Progress {
 
 // publish makes the recorder's count visible to progress reports.
 func (r *recorder) publish() { r.live.messages.Store(r.messages) }
-
-// decodeKind classifies an error that ended the replies of a connection.
-func decodeKind(err error) ErrorKind {
-	if errors.Is(err, frame.ErrTooLong) {
-		return KindWrong
-	}
-	return ioKind(err)
-}
-
-// decodeError says in words why the replies of a connection ended.
-func decodeError(err error, maxReply int) error {
-	if errors.Is(err, frame.ErrTooLong) {
-		return fmt.Errorf("reply longer than %d bytes", maxReply)
-	}
-	return err
-}
 
 // errTimeout is the error of a connection that waited too long for a
 // reply.

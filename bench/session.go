@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -459,6 +460,22 @@ func (ss *session) end(k ErrorKind, err error, now int64) {
 	}
 	ss.out = 0
 	ss.stopped = true
+}
+
+// decodeFailed ends the connection after its replies' decoder failed
+// with err: at a reply too long to be one, which counts as the wrong
+// reply of the oldest outstanding message, or at the end of the stream.
+func (ss *session) decodeFailed(err error, now int64) {
+	if !errors.Is(err, frame.ErrTooLong) {
+		ss.end(ioKind(err), err, now)
+		return
+	}
+	ex := Example{Conn: ss.id, Seq: ss.recvd, Err: fmt.Sprintf("reply longer than %d bytes", ss.p.maxReply), At: ss.at(now)}
+	if ss.out > 0 {
+		ss.take(now)
+	}
+	ss.rec.fail(KindWrong, 1, ex)
+	ss.end(0, nil, now)
 }
 
 // timedOut reports whether the session has waited longer than the timeout
