@@ -674,3 +674,23 @@ func TestReplyTooLong(t *testing.T) {
 		})
 	}
 }
+
+// TestLongestDurations checks that a warmup and a duration near the
+// longest a time.Duration holds, whose sum is past it, still mean a run
+// that goes on until cancelled, not one that has ended before it began.
+func TestLongestDurations(t *testing.T) {
+	t.Parallel()
+	srv := portatest.NewServer(t, nil)
+	for _, eng := range engines() {
+		t.Run(eng, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			const years200 = 200 * 365 * 24 * time.Hour
+			res, err := bench.Run(ctx, bench.Config{Addr: srv.Addr, Engine: eng, Conns: 1, Warmup: years200, Duration: years200}, nil)
+			if !errors.Is(err, context.DeadlineExceeded) || res == nil || !res.Interrupted || !res.OK() {
+				t.Fatalf("Run: %v, result %+v; want it interrupted by the context, without errors", err, res)
+			}
+		})
+	}
+}

@@ -505,7 +505,7 @@ func (l *eloop) closeConn(c *econn, k ErrorKind, err error, now int64) {
 func (l *eloop) hold() {
 	p := l.p
 	p.holding.Store(true)
-	end := p.now() + int64(p.Hold)
+	end := later(p.now(), p.Hold)
 	for now := p.now(); now < end && !p.stop.Load(); now = p.now() {
 		wait := min(end-now, sweepInterval)
 		n, err := l.wait(int((wait + 999_999) / 1_000_000))

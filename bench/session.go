@@ -43,12 +43,21 @@ func (p *plan) now() int64 { return int64(time.Since(p.base)) }
 // begin fixes the phase times from t0 and starts the load.
 func (p *plan) begin() {
 	p.t0 = p.now()
-	p.mStart = p.t0 + int64(p.Warmup)
+	p.mStart = later(p.t0, p.Warmup)
 	p.mEnd = math.MaxInt64
 	if p.Duration > 0 {
-		p.mEnd = p.mStart + int64(p.Duration)
+		p.mEnd = later(p.mStart, p.Duration)
 	}
 	close(p.start)
+}
+
+// later returns the time d after t, or math.MaxInt64 (never) if that is
+// past the range of the clock.
+func later(t int64, d time.Duration) int64 {
+	if int64(d) > math.MaxInt64-t {
+		return math.MaxInt64
+	}
+	return t + int64(d)
 }
 
 // maxExamples is how many examples of errors each recorder keeps, and a
