@@ -52,7 +52,8 @@ func runBench(e *env, args []string) int {
 	fs.Var(&bc.framing, "framing", "message framing: line, len or raw")
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "open at most this many `connections/s` (0: no limit)")
 	fs.StringVar(&c.Expect, "expect", "echo", "the correct reply: echo, upper or text:STR")
-	fs.DurationVar(&c.Timeout, "timeout", bench.DefaultTimeout, "give up on a connection attempt or a reply after this long")
+	c.Timeout = bench.DefaultTimeout
+	fs.Var((*secondsFlag)(&c.Timeout), "timeout", "give up on a connection attempt or a reply after this long")
 	fs.Var((*secondsFlag)(&c.Hold), "hold", "keep the connections open and idle this long after the last reply")
 	fs.StringVar(&c.Engine, "engine", bench.EngineAuto, "load engine: auto, epoll (Linux) or goroutine")
 	fs.IntVar(&c.Loops, "loops", 0, "event loops (OS threads) of the epoll engine (0: GOMAXPROCS-1, at least 1 and at most -c)")

@@ -114,6 +114,17 @@ func TestBenchWrongReplies(t *testing.T) {
 	}
 }
 
+// TestBenchTimeoutSeconds: --timeout takes a plain number of seconds, as
+// -d, --warmup and --hold do.
+func TestBenchTimeoutSeconds(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, []string{"127.0.0.1:0"})
+	r := runPorta(t, "", "bench", "-c", "1", "-n", "5", "--timeout", "2.5", "--json", s.addr())
+	if r.code != 0 || !strings.Contains(r.stdout, `"messages":5`) {
+		t.Fatalf("%v\nwant exit status 0 and 5 messages", r)
+	}
+}
+
 func TestBenchRefused(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
