@@ -451,6 +451,25 @@ func TestOpenModelEndsOnTime(t *testing.T) {
 	}
 }
 
+// TestOpenModelServerGone: when the server closes the connection, the
+// goroutine engine's open-model writer, asleep until its next scheduled
+// message, stops at once and does not hold the run until then.
+func TestOpenModelServerGone(t *testing.T) {
+	t.Parallel()
+	addr := lineServer(t, func(w net.Conn, _ []byte, _ int) { w.Close() })
+	start := time.Now()
+	res, err := runErr(t, bench.Config{Addr: addr, Engine: bench.EngineGoroutine, Conns: 1, Rate: 0.1, Messages: 10})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a run whose server closed at its first message took %v; its next message was due at 10 s", d)
+	}
+	if res.OK() {
+		t.Errorf("the closed connection was not counted: errors %v", res.Errors)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	srv := portatest.NewServer(t, nil)

@@ -125,7 +125,7 @@ func (c *gconn) run(connected func(), pending chan struct{}) {
 func (c *gconn) dial(pending chan struct{}) bool {
 	p := c.ss.p
 	if at := p.connectAt(c.ss.id); at > 0 {
-		if !sleepUntil(c.e.ctx, p.base.Add(time.Duration(at))) {
+		if !sleepUntil(c.e.ctx, p.base.Add(time.Duration(at)), nil) {
 			return false // cancelled
 		}
 	}
@@ -208,9 +208,10 @@ func (c *gconn) armWrite() bool {
 // while this one reads. It returns false if the connection failed.
 func (c *gconn) runOpen() bool {
 	wdone := make(chan struct{})
+	rdone := make(chan struct{}) // the reader has ended: the writer stops waiting
 	go func() {
 		defer close(wdone)
-		c.write()
+		c.write(rdone)
 	}()
 	alive := true
 	for {
@@ -240,10 +241,7 @@ func (c *gconn) runOpen() bool {
 	c.ss.stopped = true
 	c.nc.SetWriteDeadline(aLongTimeAgo) // wake a blocked writer
 	c.mu.Unlock()
-	select {
-	case c.room <- struct{}{}:
-	default:
-	}
+	close(rdone) // and a waiting one
 	<-wdone
 	return alive
 }
@@ -254,8 +252,8 @@ var testHookOpenBeforeRead func(c *gconn)
 
 // write is the open model's writer: it sends the due messages that the
 // pipeline has room for, then sleeps until the next is due or a reply
-// makes room.
-func (c *gconn) write() {
+// makes room. It returns when readerDone closes.
+func (c *gconn) write(readerDone <-chan struct{}) {
 	p := c.ss.p
 	var out []byte
 	for {
@@ -287,12 +285,14 @@ func (c *gconn) write() {
 		if full {
 			select {
 			case <-c.room:
+			case <-readerDone:
+				return
 			case <-c.e.ctx.Done():
 				return
 			}
 			continue
 		}
-		if !sleepUntil(c.e.ctx, p.base.Add(time.Duration(min(next, p.mEnd)))) {
+		if !sleepUntil(c.e.ctx, p.base.Add(time.Duration(min(next, p.mEnd))), readerDone) {
 			return
 		}
 	}
@@ -427,9 +427,9 @@ func (c *gconn) hold() {
 	}
 }
 
-// sleepUntil sleeps until t, or until ctx is done, and reports whether it
-// slept the whole time.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// sleepUntil sleeps until t, or until ctx is done or stop closes (a nil
+// stop never does), and reports whether it slept until t.
+func sleepUntil(ctx context.Context, t time.Time, stop <-chan struct{}) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
@@ -440,6 +440,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-tm.C:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-stop:
 		return false
 	}
 }
