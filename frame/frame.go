@@ -15,10 +15,8 @@
 package frame
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // Framing is a way of delimiting messages in a byte stream.
@@ -94,8 +92,11 @@ func Parse(s string) (Framing, error) {
 // Line appends msg and '\n', or "\r\n" when msg ends in '\r' so that the
 // decoder, which drops one '\r' before '\n', returns msg whole; it does not
 // escape newlines inside msg. Length prepends the 4-byte length. Raw and
-// Auto append msg unchanged. msg may share dst's array, even lie in its
-// spare capacity (a message built in place after dst's bytes).
+// Auto append msg unchanged. For Line, Raw and Auto, msg may share dst's
+// array, even lie in its spare capacity (a message built in place after
+// dst's bytes); for Length it must not overlap the 4 bytes after dst's
+// end, where the length is written first. (Append stays small enough for
+// the compiler to inline on the reply path.)
 func Append(dst []byte, f Framing, msg []byte) []byte {
 	switch f {
 	case Line:
@@ -106,13 +107,9 @@ func Append(dst []byte, f Framing, msg []byte) []byte {
 		}
 		return append(dst, '\n')
 	case Length:
-		// The body is moved before the prefix is written: msg may lie
-		// where the prefix goes.
-		off := len(dst)
-		dst = slices.Grow(dst, HeaderLen+len(msg))[:off+HeaderLen+len(msg)]
-		copy(dst[off+HeaderLen:], msg)
-		binary.BigEndian.PutUint32(dst[off:], uint32(len(msg)))
-		return dst
+		n := uint32(len(msg))
+		dst = append(dst, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		return append(dst, msg...)
 	}
 	return append(dst, msg...)
 }
