@@ -615,13 +615,12 @@ func TestRepliesSplitAndCRLF(t *testing.T) {
 	}
 }
 
-// refusingAddr returns a loopback TCP address that refuses connections
-// for the rest of the test: a socket bound to it that does not listen,
-// so that no other test's listener can take the port meanwhile.
-func refusingAddr(t *testing.T) string {
+// streamSocket returns a new stream socket of domain, close-on-exec,
+// closed when the test ends.
+func streamSocket(t *testing.T, domain int) int {
 	t.Helper()
 	syscall.ForkLock.RLock() // no child may inherit fd before it is close-on-exec
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	fd, err := syscall.Socket(domain, syscall.SOCK_STREAM, 0)
 	if err == nil {
 		syscall.CloseOnExec(fd)
 	}
@@ -630,6 +629,15 @@ func refusingAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
+	return fd
+}
+
+// refusingAddr returns a loopback TCP address that refuses connections
+// for the rest of the test: a socket bound to it that does not listen,
+// so that no other test's listener can take the port meanwhile.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd := streamSocket(t, syscall.AF_INET)
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,16 +15,7 @@ import (
 func fullUnixListener(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "full.sock")
-	syscall.ForkLock.RLock()
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
+	fd := streamSocket(t, syscall.AF_UNIX)
 	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
 		t.Fatal(err)
 	}
