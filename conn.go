@@ -29,13 +29,14 @@ type conn struct {
 	handler    Handler
 	msg        Message
 	resp       response
-	out        []byte     // framed replies not yet written
-	outBuf     *outBuffer // the pooled array behind out, while held
-	hungUp     bool       // the handler asked to close
-	tls        bool       // a TLS connection, its handshake done
-	werr       error      // the write error that ended writing
-	closeErr   error      // why the connection ended, for the close log line
-	ctxMu      sync.Mutex // guards ctx, cancel and ended
+	out        []byte      // framed replies not yet written
+	outBuf     *outBuffer  // the pooled array behind out, while held
+	hungUp     bool        // the handler asked to close
+	tls        bool        // a TLS connection, its handshake done
+	rec        *recordConn // under a TLS connection from ListenTLS: its frame clock
+	werr       error       // the write error that ended writing
+	closeErr   error       // why the connection ended, for the close log line
+	ctxMu      sync.Mutex  // guards ctx, cancel and ended
 	ctx        context.Context
 	cancel     context.CancelFunc
 	ended      bool // the connection has closed: a new context starts cancelled
@@ -170,6 +171,10 @@ func (c *conn) handshake() (CloseReason, bool) {
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	c.msg.TLS, c.tls = &st, true
+	if rc, ok := tc.NetConn().(*recordConn); ok && c.frameTimeout > 0 {
+		c.rec = rc
+		rc.setFrameTimeout(c.frameTimeout)
+	}
 	return 0, true
 }
 
@@ -286,6 +291,13 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 		return writeReason(err), true, false
 	}
 	c.idleSince.Store(now.UnixNano())
+	if c.rec != nil {
+		// A frame begun in this read began when its bytes arrived, maybe
+		// well before its TLS record was whole.
+		if at := c.rec.taken(); !at.IsZero() && c.dec.Buffered() > 0 && c.frameStart.IsZero() {
+			c.frameStart = at
+		}
+	}
 	if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
 		c.frameStart = now
 	}
@@ -327,6 +339,9 @@ func (c *conn) drained() bool {
 // from Shutdown, which moved the deadline into the past.
 func (c *conn) timedOut() (CloseReason, bool) {
 	now := time.Now()
+	if c.rec != nil && c.rec.frameExpired(now) {
+		return CloseFrameTimeout, true // bytes of a TLS record, trickled
+	}
 	if c.readDeadline.IsZero() || now.Before(c.readDeadline) {
 		// Re-arm the deadline now: a read fails at once while its
 		// deadline is in the past.
@@ -456,7 +471,11 @@ func (c *conn) finish(reason CloseReason) {
 		// may end mid-frame.
 		closeNow(c.nc)
 	case reason == CloseHangUp, reason == CloseTooLong, reason == CloseShutdown, reason == ClosePanic:
-		// The peer may still be sending: let it read our last replies.
+		// The peer may still be sending: let it read our last replies,
+		// under the linger's bounds alone.
+		if c.rec != nil {
+			c.rec.setFrameTimeout(0)
+		}
 		closeGracefully(c.nc, lingerTimeout)
 	default:
 		c.nc.Close()

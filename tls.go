@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -81,7 +82,93 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tls.Server(nc, l.config), nil
+	return tls.Server(&recordConn{Conn: nc}, l.config), nil
+}
+
+// recordConn is the TCP connection under a server's TLS connection. A
+// TLS read returns nothing until a whole record has arrived, so a peer
+// that trickles the bytes of a record would show the connection loop no
+// byte of a frame, and only the idle timeout would end it. recordConn
+// notes when bytes first arrive that have not yet reached the loop, and
+// keeps the read deadline no later than the frame timeout after them.
+type recordConn struct {
+	net.Conn
+	mu           sync.Mutex
+	frameTimeout time.Duration // 0 until the loop sets it, after the handshake
+	arrived      time.Time     // when bytes the loop has not seen began to arrive; zero if none
+	deadline     time.Time     // the read deadline the loop wants
+}
+
+// Read reads from the TCP connection, and starts the frame clock on the
+// first bytes since the loop last took what had arrived (see taken).
+func (r *recordConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if n > 0 {
+		r.mu.Lock()
+		if r.frameTimeout > 0 && r.arrived.IsZero() {
+			r.arrived = time.Now()
+			r.setReadDeadlineLocked()
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+// SetReadDeadline sets the read deadline to t, or to the frame deadline
+// of the bytes that have arrived, if that is earlier.
+func (r *recordConn) SetReadDeadline(t time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deadline = t
+	return r.setReadDeadlineLocked()
+}
+
+// SetDeadline sets the read deadline as SetReadDeadline does, and the
+// write deadline.
+func (r *recordConn) SetDeadline(t time.Time) error {
+	if err := r.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return r.Conn.SetWriteDeadline(t)
+}
+
+func (r *recordConn) setReadDeadlineLocked() error {
+	t := r.deadline
+	if !r.arrived.IsZero() {
+		if fd := r.arrived.Add(r.frameTimeout); t.IsZero() || fd.Before(t) {
+			t = fd
+		}
+	}
+	return r.Conn.SetReadDeadline(t)
+}
+
+// setFrameTimeout starts (d > 0) or stops the frame clock of bytes that
+// arrive, and forgets any that had.
+func (r *recordConn) setFrameTimeout(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frameTimeout, r.arrived = d, time.Time{}
+	r.setReadDeadlineLocked()
+}
+
+// taken is called by the loop before it reads again: what had arrived
+// has reached it, as whole messages or as the start of a frame, whose
+// own clock runs from then. It returns when those bytes began to arrive
+// (zero if none had), and forgets them.
+func (r *recordConn) taken() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at := r.arrived
+	r.arrived = time.Time{}
+	return at
+}
+
+// frameExpired reports whether bytes that have not reached the loop
+// arrived a frame timeout or more before now.
+func (r *recordConn) frameExpired(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.arrived.IsZero() && !now.Before(r.arrived.Add(r.frameTimeout))
 }
 
 // Addr returns the listener's address, with the network "tls".

@@ -746,6 +746,84 @@ func TestTLSCorruptRecordLogged(t *testing.T) {
 	}
 }
 
+// heldWrites passes writes on to its Conn, or keeps them while hold is
+// set: a test takes the TLS records a client writes and sends them as it
+// likes.
+type heldWrites struct {
+	net.Conn
+	hold bool
+	held []byte
+}
+
+func (h *heldWrites) Write(p []byte) (int, error) {
+	if h.hold {
+		h.held = append(h.held, p...)
+		return len(p), nil
+	}
+	return h.Conn.Write(p)
+}
+
+// TestTLSTrickledRecord: the frame timeout runs from the first bytes of a
+// TLS record, not from when the record is whole, so that a peer trickling
+// a record is cut as a slowloris is, not only at the idle timeout. A
+// record split by a shorter pause is served, and a connection silent for
+// longer than the frame timeout between records is not cut.
+func TestTLSTrickledRecord(t *testing.T) {
+	t.Parallel()
+	p := testPKI()
+	const frameTimeout = 300 * time.Millisecond
+	srv := &porta.Server{FrameTimeout: frameTimeout, IdleTimeout: time.Minute}
+	addr := startTLS(t, srv, p.serverConfig(p.server))
+	nc, err := net.Dial("tcp", strings.TrimPrefix(addr, "tls://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	hw := &heldWrites{Conn: nc}
+	config := p.clientConfig()
+	config.ServerName = "localhost"
+	tc := tls.Client(hw, config)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	record := func(msg string) []byte {
+		hw.hold = true
+		defer func() { hw.hold, hw.held = false, nil }()
+		if _, err := tc.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		return hw.held
+	}
+	replies := bufio.NewReader(tc)
+	expect := func(want string) {
+		t.Helper()
+		if got, err := replies.ReadString('\n'); err != nil || got != want {
+			t.Fatalf("reply %q, %v; want %q", got, err, want)
+		}
+	}
+
+	r := record("split\n")
+	nc.Write(r[:3])
+	time.Sleep(frameTimeout / 3)
+	nc.Write(r[3:])
+	expect("split\n")
+	time.Sleep(frameTimeout * 2) // silent between records
+	nc.Write(record("whole\n"))
+	expect("whole\n")
+
+	r = record("trickled\n")
+	nc.Write(r[:3])
+	start := time.Now()
+	if got, err := replies.ReadString('\n'); err == nil || tlsIsTimeout(err) {
+		t.Fatalf("a trickled record got %q, %v after %v; want the connection closed", got, err, time.Since(start).Round(time.Millisecond))
+	}
+	waitFor(t, waitTimeout, "the close to be counted", func() bool { return srv.Stats().ConnsOpen == 0 })
+	if n := srv.Stats().Closed[porta.CloseFrameTimeout]; n != 1 {
+		t.Errorf("Closed[frame_timeout] = %d, want 1 (closed %v)", n, srv.Stats().Closed)
+	}
+}
+
 // newTLSTestLogger returns a text logger writing to w.
 func newTLSTestLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
