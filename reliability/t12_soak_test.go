@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -297,16 +298,17 @@ func TestT12Soak(t *testing.T) {
 	rssSlope, _ := procFitSlope(after, func(s procHeapSample) float64 { return float64(s.rss) })
 	// The heap swings with the abusive connections' buffers, in bursts that
 	// span several samples, so the samples' own scatter understates the
-	// fit's error. The trend is judged on the means of t12Blocks equal
-	// stretches of time (batch means): its slope, and its standard error
-	// with t12Blocks-2 degrees of freedom. The test fails when the growth
+	// fit's error, and a burst late in a short run reads as growth. The
+	// trend is judged on the medians of t12Blocks equal stretches of time
+	// (see procBlockMedians): its slope, and its standard error with
+	// t12Blocks-2 degrees of freedom. The test fails when the growth
 	// exceeds the limit at 97.5 % confidence: over a 30-minute soak that is
 	// the limit itself within a few percent; a short run resolves only
 	// faster leaks.
-	blocks := procBlockMeans(after, t12Blocks)
+	blocks := procBlockMedians(after, t12Blocks)
 	slope, se := procFitSlope(blocks, heap)
 	const mibPer10Min = float64(600) / (1 << 20)
-	t.Logf("heap after GC: %.2f MiB after %v warm-up, %.2f MiB at the end (limit %.2f MiB); trend %+.3f ± %.3f MiB/10min (means of %d stretches; %+.3f over all %d samples; RSS %+.3f)",
+	t.Logf("heap after GC: %.2f MiB after %v warm-up, %.2f MiB at the end (limit %.2f MiB); trend %+.3f ± %.3f MiB/10min (medians of %d stretches; %+.3f over all %d samples; RSS %+.3f)",
 		procMiB(warm.heap), warmUp, procMiB(last.heap), procMiB(limit), slope*mibPer10Min, se*mibPer10Min, len(blocks),
 		rawSlope*mibPer10Min, len(after), rssSlope*mibPer10Min)
 	if last.heap > limit {
@@ -334,28 +336,43 @@ func procSampleHeap(at time.Duration) procHeapSample {
 	return s
 }
 
-// procBlockMeans splits samples into n stretches of equal time and returns
-// the mean time and values of each.
-func procBlockMeans(samples []procHeapSample, n int) []procHeapSample {
+// procBlockMedians splits samples into n equal stretches of time and
+// returns one sample per stretch: at its mean time, with its median heap
+// and RSS. The median, not the mean: the heap swings up in bursts (the
+// abusive connections' buffers) that a mean carries into the trend, while
+// a leak raises the whole stretch, median included.
+func procBlockMedians(samples []procHeapSample, n int) []procHeapSample {
 	first, span := samples[0].at, samples[len(samples)-1].at-samples[0].at
-	sums := make([]struct {
-		at        time.Duration
-		heap, rss float64
-		count     int
-	}, n)
+	blocks := make([][]procHeapSample, n)
 	for _, s := range samples {
 		i := min(int(float64(s.at-first)/float64(span)*float64(n)), n-1)
-		sums[i].at += s.at
-		sums[i].heap += float64(s.heap)
-		sums[i].rss += float64(s.rss)
-		sums[i].count++
+		blocks[i] = append(blocks[i], s)
+	}
+	median := func(b []procHeapSample, v func(procHeapSample) uint64) uint64 {
+		vs := make([]uint64, len(b))
+		for i, s := range b {
+			vs[i] = v(s)
+		}
+		slices.Sort(vs)
+		if len(vs)%2 == 1 {
+			return vs[len(vs)/2]
+		}
+		return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 	}
 	var out []procHeapSample
-	for _, b := range sums {
-		if b.count > 0 {
-			c := float64(b.count)
-			out = append(out, procHeapSample{at: b.at / time.Duration(b.count), heap: uint64(b.heap / c), rss: uint64(b.rss / c)})
+	for _, b := range blocks {
+		if len(b) == 0 {
+			continue
 		}
+		var at time.Duration
+		for _, s := range b {
+			at += s.at
+		}
+		out = append(out, procHeapSample{
+			at:   at / time.Duration(len(b)),
+			heap: median(b, func(s procHeapSample) uint64 { return s.heap }),
+			rss:  median(b, func(s procHeapSample) uint64 { return s.rss }),
+		})
 	}
 	return out
 }
