@@ -84,10 +84,11 @@ func chatTerminal(e *env, in *os.File, c *client) int {
 		replied: make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 	}
+	s.out = &termOut{w: e.stdout}
 	s.t = term.NewTerminal(struct {
 		io.Reader
 		io.Writer
-	}{keys, e.stdout}, chatPrompt)
+	}{keys, s.out}, chatPrompt)
 	err = s.run()
 	term.Restore(fd, state)
 	if err != nil {
@@ -105,6 +106,7 @@ type termChat struct {
 	c      *client
 	fd     int
 	t      *term.Terminal
+	out    *termOut // the line editor's output
 	keys   *keyReader
 	stop   <-chan os.Signal // stopSignals
 	resize <-chan os.Signal // resizeSignals
@@ -223,6 +225,7 @@ func (s *termChat) close() error {
 	s.c.Close()
 	s.t.SetPrompt("")
 	fmt.Fprintln(s.t, "Connection to server closed")
+	s.out.shut()
 	return nil
 }
 
@@ -232,7 +235,34 @@ func (s *termChat) fail(err error) error {
 	s.c.Close()
 	s.t.SetPrompt("")
 	s.t.Write(nil)
+	s.out.shut()
 	return err
+}
+
+// termOut is the terminal's output. Once shut, it drops what the line
+// editor and the replies still write: keys typed just before a Ctrl-C,
+// which the line editor echoes, or a reply, must not follow the
+// session's last line, nor reach the terminal once it is restored.
+type termOut struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (o *termOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return len(p), nil
+	}
+	return o.w.Write(p)
+}
+
+// shut drops all later writes.
+func (o *termOut) shut() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
 }
 
 // receive prints the replies as they come, even while the user is
