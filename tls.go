@@ -97,6 +97,7 @@ type recordConn struct {
 	frameTimeout time.Duration // 0 until the loop sets it, after the handshake
 	arrived      time.Time     // when bytes the loop has not seen began to arrive; zero if none
 	deadline     time.Time     // the read deadline the loop wants
+	set          time.Time     // the read deadline last set on Conn
 }
 
 // Read reads from the TCP connection, and starts the frame clock on the
@@ -107,7 +108,12 @@ func (r *recordConn) Read(p []byte) (int, error) {
 		r.mu.Lock()
 		if r.frameTimeout > 0 && r.arrived.IsZero() {
 			r.arrived = time.Now()
-			r.setReadDeadlineLocked()
+			// A deadline already as early is left alone, so that a busy
+			// connection does not move a timer on every read: it fires
+			// early at worst, and the loop arms it again.
+			if fd := r.arrived.Add(r.frameTimeout); r.set.IsZero() || r.set.After(fd) {
+				r.setReadDeadlineLocked()
+			}
 		}
 		r.mu.Unlock()
 	}
@@ -139,6 +145,7 @@ func (r *recordConn) setReadDeadlineLocked() error {
 			t = fd
 		}
 	}
+	r.set = t
 	return r.Conn.SetReadDeadline(t)
 }
 
