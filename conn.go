@@ -34,6 +34,7 @@ type conn struct {
 	hungUp     bool        // the handler asked to close
 	tls        bool        // a TLS connection, its handshake done
 	rec        *recordConn // under a TLS connection from ListenTLS: its frame clock
+	recAt      time.Time   // when the bytes of the last read through rec began to arrive
 	werr       error       // the write error that ended writing
 	closeErr   error       // why the connection ended, for the close log line
 	ctxMu      sync.Mutex  // guards ctx, cancel and ended
@@ -264,6 +265,9 @@ func (c *conn) run() (reason CloseReason, done bool) {
 			return reason, done
 		}
 		err = c.poll.fill()
+		if err == nil && c.rec != nil {
+			c.recAt = c.rec.taken()
+		}
 		switch {
 		case err == errWouldBlock:
 			return c.waitOrPark()
@@ -291,15 +295,13 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 		return writeReason(err), true, false
 	}
 	c.idleSince.Store(now.UnixNano())
-	if c.rec != nil {
-		// A frame begun in this read began when its bytes arrived, maybe
-		// well before its TLS record was whole.
-		if at := c.rec.taken(); !at.IsZero() && c.dec.Buffered() > 0 && c.frameStart.IsZero() {
-			c.frameStart = at
-		}
-	}
 	if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
 		c.frameStart = now
+		if !c.recAt.IsZero() {
+			// Begun in the last read, whose bytes began to arrive at
+			// recAt, maybe well before its TLS record was whole.
+			c.frameStart = c.recAt
+		}
 	}
 	c.armReadDeadline(now)
 	if c.tls {

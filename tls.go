@@ -158,10 +158,12 @@ func (r *recordConn) setFrameTimeout(d time.Duration) {
 	r.setReadDeadlineLocked()
 }
 
-// taken is called by the loop before it reads again: what had arrived
-// has reached it, as whole messages or as the start of a frame, whose
-// own clock runs from then. It returns when those bytes began to arrive
-// (zero if none had), and forgets them.
+// taken is called by the loop after a read that returned data: what had
+// arrived has reached it, as whole messages or as the start of a frame,
+// whose own clock runs from then. It returns when those bytes began to
+// arrive (zero if none had), and forgets them. A read that ends at a
+// deadline takes nothing: bytes of a record still incomplete keep their
+// time.
 func (r *recordConn) taken() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
