@@ -767,7 +767,10 @@ func (h *heldWrites) Write(p []byte) (int, error) {
 // TLS record, not from when the record is whole, so that a peer trickling
 // a record is cut as a slowloris is, not only at the idle timeout. A
 // record split by a shorter pause is served, and a connection silent for
-// longer than the frame timeout between records is not cut.
+// longer than the frame timeout between records is not cut. The trickled
+// record starts while the deadline of the record before is still ahead:
+// that deadline fires early, and the trickled bytes must keep their
+// time through it.
 func TestTLSTrickledRecord(t *testing.T) {
 	t.Parallel()
 	p := testPKI()
@@ -813,6 +816,9 @@ func TestTLSTrickledRecord(t *testing.T) {
 	expect("whole\n")
 
 	r = record("trickled\n")
+	// Half a frame timeout after the last record: the deadline its bytes
+	// set is still ahead, and fires before the one these bytes need.
+	time.Sleep(frameTimeout / 2)
 	nc.Write(r[:3])
 	start := time.Now()
 	if got, err := replies.ReadString('\n'); err == nil || tlsIsTimeout(err) {
