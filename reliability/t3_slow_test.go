@@ -311,6 +311,49 @@ func TestT3SlowRead(t *testing.T) {
 	}
 }
 
+// socketBuffers is a Control function that sets a socket's receive and
+// send buffer sizes before it listens or connects.
+func socketBuffers(rcv, snd int) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcv)
+			if err == nil {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, snd)
+			}
+		})
+		return err
+	}
+}
+
+// dialSmallBuffers dials a slow reader over TCP with small buffers, so
+// that the replies back up, and the requests after them, within a few
+// hundred KiB instead of the megabytes autotuning allows.
+//
+// The sizes are set before connecting. A receive buffer shrunk after the
+// handshake is smaller than the window already advertised (which Linux
+// never takes back): the server's replies inside that window are then
+// dropped, the client's window falls to zero behind the server's next
+// sequence number, and the client rejects every window update the server
+// sends as out of window. Both sides then wait for ever: the server has
+// read every request and queued every reply, so it is no slow consumer,
+// and only its frame timeout ends the connection (seen in 1 run of 40).
+func dialSmallBuffers(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	a, err := porta.ParseAddr(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{Timeout: 5 * time.Second, Control: socketBuffers(16*sizeKiB, 64*sizeKiB)}
+	nc, err := d.Dial(a.Network, a.Address)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	nc.SetDeadline(time.Now().Add(ioTimeout))
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
 func t3SlowRead(t *testing.T, network string) {
 	srv := &porta.Server{Framing: frame.Line, WriteTimeout: t3WriteTimeout, IdleTimeout: ioTimeout, FrameTimeout: ioTimeout}
 	var addr string
@@ -320,17 +363,7 @@ func t3SlowRead(t *testing.T, network string) {
 		// buffer grows to megabytes, and a client can go on writing into
 		// it long after the server stopped reading, which hides the
 		// moment its writes really start blocking.
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var err error
-			c.Control(func(fd uintptr) {
-				for _, opt := range []int{syscall.SO_RCVBUF, syscall.SO_SNDBUF} {
-					if err == nil {
-						err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 64*sizeKiB)
-					}
-				}
-			})
-			return err
-		}}
+		lc := net.ListenConfig{Control: socketBuffers(64*sizeKiB, 64*sizeKiB)}
 		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -360,13 +393,11 @@ func t3SlowRead(t *testing.T, network string) {
 	allBlocked := make(chan struct{})
 	nBlocked := 0
 	for i := range readers {
-		nc := dialRaw(t, addr)
-		if tc, ok := nc.(*net.TCPConn); ok {
-			// Small buffers: the replies back up, and the requests after
-			// them, within a few hundred KiB instead of the megabytes
-			// autotuning allows.
-			tc.SetReadBuffer(16 * sizeKiB)
-			tc.SetWriteBuffer(64 * sizeKiB)
+		var nc net.Conn
+		if network == "tcp" {
+			nc = dialSmallBuffers(t, addr)
+		} else {
+			nc = dialRaw(t, addr)
 		}
 		r := &readers[i]
 		wg.Go(func() {

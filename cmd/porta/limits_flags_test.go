@@ -91,8 +91,21 @@ func TestServeLimitFlags(t *testing.T) {
 	t.Run("write-timeout", func(t *testing.T) {
 		t.Parallel()
 		s := startServe(t, []string{"127.0.0.1:0"}, "--write-timeout", "300ms")
-		c := dialFrom(t, "127.0.0.1", s.hostPort())
-		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		// A 4 KiB receive buffer, set before connecting: shrunk after the
+		// handshake, it would be smaller than the window already
+		// advertised, and the kernel could drop replies inside that
+		// window and then reject the server's window updates, leaving
+		// the server waiting to read with no reply blocked.
+		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var err error
+			rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10) })
+			return err
+		}}
+		c, err := d.Dial("tcp", s.hostPort())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
 		// Send echoes without reading them, until the server's replies
 		// fill both sockets' buffers and its write waits out the timeout.
 		line := make([]byte, 8<<10)
