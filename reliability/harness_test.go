@@ -113,6 +113,23 @@ func dialRaw(t testing.TB, addr string) net.Conn {
 	return nc
 }
 
+// socketBuffers is a Control function that sets a socket's receive and
+// send buffer sizes before it listens or connects. A receive buffer must
+// be set before connecting: shrunk after the handshake, it is smaller
+// than the window already advertised (see dialSmallBuffers).
+func socketBuffers(rcv, snd int) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcv)
+			if err == nil {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, snd)
+			}
+		})
+		return err
+	}
+}
+
 // closeWrite half-closes nc: no more requests, replies still readable.
 func closeWrite(t testing.TB, nc net.Conn) {
 	t.Helper()

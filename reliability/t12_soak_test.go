@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -731,14 +730,4 @@ func procAbuse(kind int, nc net.Conn, f frame.Framing, isTLS bool) (porta.CloseR
 
 // procSmallBuffers sets 4 KiB socket buffers before a connection is made,
 // so that a peer that does not read fills them quickly.
-func procSmallBuffers(network, address string, rc syscall.RawConn) error {
-	var err error
-	rc.Control(func(fd uintptr) {
-		for _, opt := range []int{syscall.SO_RCVBUF, syscall.SO_SNDBUF} {
-			if e := syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4<<10); e != nil {
-				err = e
-			}
-		}
-	})
-	return err
-}
+var procSmallBuffers = socketBuffers(4<<10, 4<<10)

@@ -311,21 +311,6 @@ func TestT3SlowRead(t *testing.T) {
 	}
 }
 
-// socketBuffers is a Control function that sets a socket's receive and
-// send buffer sizes before it listens or connects.
-func socketBuffers(rcv, snd int) func(_, _ string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var err error
-		c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcv)
-			if err == nil {
-				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, snd)
-			}
-		})
-		return err
-	}
-}
-
 // dialSmallBuffers dials a slow reader over TCP with small buffers, so
 // that the replies back up, and the requests after them, within a few
 // hundred KiB instead of the megabytes autotuning allows.
