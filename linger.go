@@ -69,6 +69,39 @@ func closeNow(nc net.Conn) {
 	nc.Close()
 }
 
+// resetIfStuck resets a connection that ends by a timeout (idle, frame or
+// write) while its peer has not acknowledged all that was sent: such a
+// peer is not taking its replies, and an orderly close would leave the
+// socket in FIN-WAIT-1 behind it, holding up to a send buffer of kernel
+// memory while the kernel retries a peer that does not read, for minutes
+// after the connection is counted closed. A reset (SO_LINGER 0) drops the
+// replies and frees the socket at once, as nginx's
+// reset_timedout_connection does, but only for the connections that need
+// it: a peer that has taken every reply gets the orderly close. It
+// reports whether it closed nc.
+func resetIfStuck(nc net.Conn) bool {
+	tc := tcpConn(nc)
+	if tc == nil || !unacked(tc) {
+		return false
+	}
+	tc.SetLinger(0)
+	tc.Close()
+	return true
+}
+
+// tcpConn returns the TCP connection under nc, or nil: nc itself, or the
+// connection under a TLS one.
+func tcpConn(nc net.Conn) *net.TCPConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if rc, ok := nc.(*recordConn); ok {
+		nc = rc.Conn
+	}
+	tc, _ := nc.(*net.TCPConn)
+	return tc
+}
+
 // closeNow closes the connection's socket at once, for Server.Close. A
 // busy connection (its loop running inside the poller, see pollLoop)
 // holds its socket's read lock, and closing a socket waits for that lock:

@@ -82,6 +82,11 @@ type Server struct {
 	// WriteTimeout closes a connection whose peer does not take a write
 	// within this long. Zero means DefaultWriteTimeout; negative means
 	// never.
+	//
+	// On Linux, a connection that a timeout (idle, frame or write)
+	// closes while its peer has not acknowledged all it was sent is
+	// reset, not closed in order, so that its socket does not linger in
+	// the kernel, retrying a peer that does not read.
 	WriteTimeout time.Duration
 
 	// MaxConnsPerIP limits the open TCP connections from one IP address.
