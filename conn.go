@@ -468,16 +468,8 @@ func (c *conn) finish(reason CloseReason) {
 	c.flush(time.Now())
 	c.cancelContext()
 	switch {
-	case reason == CloseSlowConsumer, reason == CloseIdle, reason == CloseFrameTimeout:
-		// A timeout: a peer that has not taken its replies is reset.
-		if resetIfStuck(c.nc) {
-			break
-		}
-		if c.werr != nil {
-			closeNow(c.nc)
-		} else {
-			c.nc.Close()
-		}
+	case (reason == CloseSlowConsumer || reason == CloseIdle || reason == CloseFrameTimeout) && resetIfStuck(c.nc):
+		// A timeout, and the peer has not taken its replies: reset.
 	case c.werr != nil, closed:
 		// Nothing more can be sent, or Close wants no flush: the stream
 		// may end mid-frame.

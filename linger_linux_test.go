@@ -64,13 +64,7 @@ func TestTimeoutResetsStuckPeer(t *testing.T) {
 
 				// A 4 KiB receive buffer, set before connecting: the
 				// server's replies cannot all reach it.
-				d := net.Dialer{Timeout: ioTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
-					var err error
-					rc.Control(func(fd uintptr) {
-						err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
-					})
-					return err
-				}}
+				d := net.Dialer{Timeout: ioTimeout, Control: socketOption(syscall.SO_RCVBUF, 4<<10)}
 				nc, err := d.Dial("tcp", addr)
 				if err != nil {
 					t.Fatal(err)
@@ -117,13 +111,7 @@ func TestTimeoutResetsStuckPeer(t *testing.T) {
 // where the test wants them to.
 func serveBigSendBuffer(t *testing.T, srv *porta.Server) string {
 	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		rc.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1<<20)
-		})
-		return err
-	}}
+	lc := net.ListenConfig{Control: socketOption(syscall.SO_SNDBUF, 1<<20)}
 	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +120,16 @@ func serveBigSendBuffer(t *testing.T, srv *porta.Server) string {
 	go func() { srv.Serve(l); close(done) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	return l.Addr().String()
+}
+
+// socketOption is a Control function that sets one SOL_SOCKET option
+// before a socket listens or connects.
+func socketOption(opt, value int) func(_, _ string, rc syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, value) })
+		return err
+	}
 }
 
 // tcpState returns the state of the IPv4 socket on 127.0.0.1 whose local
