@@ -4,6 +4,16 @@
 // comparison peer that tells what Go costs over C with the runtime's
 // poller out of the way: the ceiling for an event-loop engine in porta.
 //
+// Its system calls are raw (syscall.RawSyscall6): the scheduler does not
+// hear of them, as it does not of the C server's. Through syscall.Syscall
+// every call would pass through the scheduler's entersyscall and
+// exitsyscall, and each blocking epoll_wait longer than 20 µs would have
+// the runtime's monitor thread take the processor away and give it back,
+// a cost the C server does not pay. The loop's goroutine holds its
+// processor while it blocks in epoll_wait; the signal handler's goroutine
+// still runs, since the runtime preempts the loop (its signal interrupts
+// the wait with EINTR).
+//
 //	go build -o goepoll ./goepoll   (from bench/peers)
 //	./goepoll -addr 127.0.0.1:0
 //
@@ -22,9 +32,18 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"unsafe"
 )
 
 const bufSize = 64 << 10
+
+// listener and listenerFile hold the listening socket for the life of
+// the process: once unreachable, the garbage collector's finalizers would
+// close both descriptors, and with them the socket the loop accepts on.
+var (
+	listener     net.Listener
+	listenerFile *os.File
+)
 
 type conn struct {
 	fd       int
@@ -45,6 +64,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	listener, listenerFile = ln, f
 	lfd := int(f.Fd())
 	if err := syscall.SetNonblock(lfd, true); err != nil {
 		log.Fatal(err)
@@ -64,7 +84,7 @@ func main() {
 	conns := map[int]*conn{}
 	events := make([]syscall.EpollEvent, 256)
 	for {
-		n, err := syscall.EpollWait(epfd, events, -1)
+		n, err := epollWait(epfd, events)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -82,7 +102,7 @@ func main() {
 				flush(epfd, c, conns)
 				continue
 			}
-			m, err := syscall.Read(fd, c.buf[:])
+			m, err := read(fd, c.buf[:])
 			if err == syscall.EAGAIN || err == syscall.EINTR {
 				continue
 			}
@@ -119,7 +139,7 @@ func accept(epfd, lfd int, conns map[int]*conn) {
 // EPOLLOUT (and stops reading), and goes back to EPOLLIN once drained.
 func flush(epfd int, c *conn, conns map[int]*conn) {
 	for c.off < c.end {
-		m, err := syscall.Write(c.fd, c.buf[c.off:c.end])
+		m, err := send(c.fd, c.buf[c.off:c.end])
 		if err == syscall.EINTR {
 			continue
 		}
@@ -146,4 +166,33 @@ func flush(epfd int, c *conn, conns map[int]*conn) {
 func closeConn(c *conn, conns map[int]*conn) {
 	delete(conns, c.fd)
 	syscall.Close(c.fd)
+}
+
+// epollWait waits for events without a timeout, as epoll_wait(2) on a raw
+// system call.
+func epollWait(epfd int, events []syscall.EpollEvent) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0) // timeout -1
+	return result(n, errno)
+}
+
+// read is read(2) on a raw system call.
+func read(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return result(n, errno)
+}
+
+// send is send(2) with MSG_NOSIGNAL, as the C server's, on a raw system
+// call.
+func send(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		syscall.MSG_NOSIGNAL, 0, 0)
+	return result(n, errno)
+}
+
+func result(n uintptr, errno syscall.Errno) (int, error) {
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
 }
