@@ -168,22 +168,35 @@ func TestListenUnixPermissionDenied(t *testing.T) {
 		}
 		got = fmt.Sprintf("%v (EACCES %v)", err, errors.Is(err, syscall.EACCES))
 	} else {
-		// nobody must be able to run the test binary: copy it into dir.
-		b, err := os.ReadFile(os.Args[0])
-		if err != nil {
-			t.Fatal(err)
-		}
+		// nobody must be able to run the test binary: link it into dir,
+		// or copy it there if it is on another file system.
 		bin := filepath.Join(dir, "porta.test")
-		if err := os.WriteFile(bin, b, 0o755); err != nil {
-			t.Fatal(err)
+		if err := os.Link(os.Args[0], bin); err != nil {
+			b, err := os.ReadFile(os.Args[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(bin, b, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, "-test.run=^TestListenUnixPermissionDenied$", "-test.count=1")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), deniedSocketEnv+"="+path)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		out, err := cmd.CombinedOutput()
+		var out []byte
+		for {
+			cmd := exec.CommandContext(ctx, bin, "-test.run=^TestListenUnixPermissionDenied$", "-test.count=1")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), deniedSocketEnv+"="+path)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err = cmd.CombinedOutput()
+			// A copy this process wrote is busy while a child that a
+			// parallel test forked holds it open, until that child
+			// execs: try again.
+			if !errors.Is(err, syscall.ETXTBSY) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if errors.Is(err, syscall.EPERM) {
 			t.Skipf("cannot run as nobody here: %v", err)
 		}

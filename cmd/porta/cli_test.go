@@ -41,6 +41,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "creating the build directory:", err)
 		os.Exit(1)
 	}
+	// Everyone may enter the directory, so that a test running as root
+	// can run the binary as the user nobody (TestServePermissionDenied)
+	// without copying it: a copy written by this process could fail to
+	// start with "text file busy" while a parallel test forks.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "opening the build directory:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	portaBin = filepath.Join(dir, "porta")
 	if err := buildPorta(portaBin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
