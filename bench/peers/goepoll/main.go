@@ -190,6 +190,8 @@ func send(fd int, b []byte) (int, error) {
 	return result(n, errno)
 }
 
+// result turns a raw system call's return values into a count and an
+// error, as the syscall package's wrappers return them.
 func result(n uintptr, errno syscall.Errno) (int, error) {
 	if errno != 0 {
 		return -1, errno
