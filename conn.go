@@ -17,9 +17,10 @@ import (
 	"github.com/porta-project/porta/frame"
 )
 
-// conn is one stream connection being served. Only its own goroutine
-// touches its fields, except nc (Close and SetReadDeadline are safe for
-// concurrent use), cancel, and stats (see connCounters).
+// conn is one stream connection being served. Only its own goroutine, or
+// the event loop it waits in (see eventLoop), touches its fields, except
+// nc (Close and SetReadDeadline are safe for concurrent use), cancel, and
+// stats (see connCounters).
 type conn struct {
 	srv        *Server
 	ls         *listenerStats // the listener's counts
@@ -51,6 +52,10 @@ type conn struct {
 	parkFailed bool         // parking was refused: do not try again
 	parkSoon   bool         // resumed after a long park: park again once answered
 	parkedAt   int64        // Unix nanoseconds when the connection last parked
+	loopOK     bool         // may wait in an event loop (see eventLoop)
+	inLoop     bool         // served by an event loop now: must not wait
+	handOff    bool         // replies the socket would not take wait to be written, on a goroutine
+	loopID     uint64       // the connection's number in its event loop
 	draining   bool         // has seen the shutdown with a frame in progress
 	drainFrom  uint64       // msgsIn then: the next message completes that frame
 
@@ -75,6 +80,7 @@ func newConn(s *Server, nc net.Conn, ls *listenerStats) *conn {
 	c.msg = Message{RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), conn: c}
 	c.resp.c = c
 	c.poll.init(c)
+	c.initLoop()
 	c.idleSince.Store(c.opened.UnixNano())
 	return c
 }
@@ -91,14 +97,8 @@ func (c *conn) serve(resumed bool) {
 	reason := CloseError
 	defer func() {
 		if p := recover(); p != nil {
-			// The panic skipped pollLoop.stepOnce's reset, and the socket's
-			// read lock is released: the connection must not pass for one
-			// inside a step, whose send may use the descriptor (Close
-			// closes a busy one's socket in the background).
-			c.busy.Store(false)
+			c.recovered(p)
 			reason = ClosePanic
-			c.srv.counters.panics.Add(1)
-			c.srv.logger().Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 		if reason != closeParked { // a parked connection is the parker's now
 			c.finish(reason)
@@ -118,9 +118,32 @@ func (c *conn) serve(resumed bool) {
 	reason = c.loop()
 }
 
+// recovered counts and logs a handler's panic p, recovered by the
+// connection's goroutine or its event loop.
+func (c *conn) recovered(p any) {
+	// The panic skipped pollLoop.stepOnce's reset, and the socket's read
+	// lock is released: the connection must not pass for one inside a
+	// step, whose send may use the descriptor (Close closes a busy one's
+	// socket in the background).
+	c.busy.Store(false)
+	c.inLoop = false
+	c.srv.counters.panics.Add(1)
+	c.srv.logger().Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+}
+
+// resume starts a goroutine for c, taken out of the parker or an event
+// loop.
+func (c *conn) resume() {
+	go c.serve(true)
+}
+
 // Not reasons to close: parkNow is what the loop's steps return when the
-// connection should park, closeParked what the loop returns once it has.
+// connection should park, loopNow when it should wait in an event loop,
+// handOffNow when an event loop must give it back to a goroutine, and
+// closeParked what the loop returns once it is the parker's or a loop's.
 const (
+	handOffNow  = CloseReason(^uint8(0) - 3)
+	loopNow     = CloseReason(^uint8(0) - 2)
 	parkNow     = CloseReason(^uint8(0) - 1)
 	closeParked = CloseReason(^uint8(0))
 )
@@ -217,6 +240,13 @@ func (c *conn) loop() CloseReason {
 		if !done {
 			continue
 		}
+		if reason == loopNow {
+			if c.toLoop() {
+				return closeParked // c is the loop's now: touch nothing
+			}
+			c.loopOK = false // the loops are stopping: wait here
+			continue
+		}
 		if reason != parkNow {
 			return reason
 		}
@@ -250,6 +280,9 @@ func (c *conn) run() (reason CloseReason, done bool) {
 			}
 			if c.hungUp {
 				return CloseHangUp, true
+			}
+			if c.handOff {
+				return handOffNow, true
 			}
 			continue
 		}
@@ -295,6 +328,9 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 		return writeReason(err), true, false
 	}
 	c.idleSince.Store(now.UnixNano())
+	if c.handOff {
+		return handOffNow, true, false
+	}
 	if c.dec.Buffered() > 0 && c.frameStart.IsZero() {
 		c.frameStart = now
 		if !c.recAt.IsZero() {
@@ -371,7 +407,7 @@ func (c *conn) timedOut() (CloseReason, bool) {
 // is likely to fall idle again). A connection resumed soon after parking
 // is busy again, and waits on its goroutine.
 func (c *conn) waitOrPark() (CloseReason, bool) {
-	if c.parkSoon && c.dec.Buffered() == 0 {
+	if c.parkSoon && c.dec.Buffered() == 0 && !c.loopOK {
 		c.parkSoon = false
 		return parkNow, true
 	}
@@ -430,6 +466,9 @@ func (c *conn) readFailed(err error) CloseReason {
 // deadline is moved only when it has fallen an eighth of the timeout
 // behind, so that a busy connection does not reset a timer on every read.
 func (c *conn) armReadDeadline(now time.Time) {
+	if c.inLoop {
+		return // the loop reads without waiting, and keeps the idle time itself
+	}
 	var want time.Time
 	slack := time.Duration(0)
 	if c.idleTimeout > 0 {

@@ -106,6 +106,9 @@ func (r *pollLoop) stepOnce(fd uintptr) bool {
 	if !r.done {
 		r.c.releaseBuffers()
 		r.woken = true // the next call follows a wait
+		if r.c.loopable() {
+			r.reason, r.done = loopNow, true // wait in an event loop
+		}
 	}
 	return r.done
 }

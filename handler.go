@@ -9,7 +9,9 @@ import (
 // A Handler answers messages.
 //
 // ServeMessage is called once for each message a connection (or a UDP
-// socket) receives, in order, from one goroutine per connection. It replies
+// socket) receives, in order and one at a time per connection: from the
+// connection's goroutine, or, for a handler marked NonBlocking, from an
+// event loop that serves many connections in turn. It replies
 // through w: each Write sends one framed reply, and Close hangs up after the
 // replies are flushed. A handler that writes nothing sends no reply.
 //

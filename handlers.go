@@ -6,8 +6,54 @@ import (
 	"unicode/utf8"
 )
 
+// NonBlocking returns h marked as a handler that never blocks: its
+// ServeMessage replies only through its ResponseWriter, does no other I/O,
+// takes no lock that is held for long, and does not wait on channels,
+// timers or other goroutines.
+//
+// On Linux, the server then serves the connections of a marked handler,
+// while they wait for input, from a few event loops (one per processor)
+// instead of a goroutine each: it wakes once for input on many
+// connections and calls the handler for each in turn, which saves a
+// goroutine switch per message. Handlers of connections in different
+// loops still run at the same time. A marked handler that blocks stalls
+// every connection of its loop meanwhile. Replies never block a loop:
+// those the socket will not take now are written by a goroutine.
+//
+// Echo, Upper and Reply's handlers are marked, and so are HangUpOn's and
+// Once's when the handler they wrap is.
+func NonBlocking(h Handler) Handler {
+	if isNonBlocking(h) {
+		return h
+	}
+	return nonBlockingHandler{h}
+}
+
+// nonBlocker is implemented by the handlers that may be marked as never
+// blocking (see NonBlocking).
+type nonBlocker interface {
+	nonBlocking() bool
+}
+
+// isNonBlocking reports whether h is marked as never blocking.
+func isNonBlocking(h Handler) bool {
+	nb, ok := h.(nonBlocker)
+	return ok && nb.nonBlocking()
+}
+
+// nonBlockingHandler is NonBlocking's mark on a handler.
+type nonBlockingHandler struct{ Handler }
+
+func (nonBlockingHandler) nonBlocking() bool { return true }
+
+// nonBlockingFunc is a handler function that never blocks.
+type nonBlockingFunc func(w ResponseWriter, m *Message)
+
+func (f nonBlockingFunc) ServeMessage(w ResponseWriter, m *Message) { f(w, m) }
+func (nonBlockingFunc) nonBlocking() bool                           { return true }
+
 // Echo replies with the message itself.
-var Echo Handler = HandlerFunc(func(w ResponseWriter, m *Message) { w.Write(m.Body) })
+var Echo Handler = nonBlockingFunc(func(w ResponseWriter, m *Message) { w.Write(m.Body) })
 
 // errInvalidUTF8 is the reply of Upper to a message that is not UTF-8.
 var errInvalidUTF8 = []byte("ERR invalid UTF-8")
@@ -15,7 +61,7 @@ var errInvalidUTF8 = []byte("ERR invalid UTF-8")
 // Upper replies with the message in Unicode upper case. A message that is
 // not valid UTF-8 gets the reply "ERR invalid UTF-8"; the connection stays
 // open. ASCII messages are converted in place, without allocating.
-var Upper Handler = HandlerFunc(upper)
+var Upper Handler = nonBlockingFunc(upper)
 
 func upper(w ResponseWriter, m *Message) {
 	body := m.Body
@@ -38,7 +84,7 @@ func upper(w ResponseWriter, m *Message) {
 // Reply returns a Handler that answers every message with text.
 func Reply(text string) Handler {
 	reply := []byte(text)
-	return HandlerFunc(func(w ResponseWriter, m *Message) { w.Write(reply) })
+	return nonBlockingFunc(func(w ResponseWriter, m *Message) { w.Write(reply) })
 }
 
 // HangUpOn returns a Handler that answers a message equal to word (compared
@@ -59,6 +105,8 @@ type hangUp struct {
 	word, reply []byte
 	next        Handler
 }
+
+func (h *hangUp) nonBlocking() bool { return isNonBlocking(h.next) }
 
 func (h *hangUp) ServeMessage(w ResponseWriter, m *Message) {
 	if !IsWord(m.Body, h.word) {
@@ -98,8 +146,14 @@ func asciiNonSpace(b byte) bool {
 // Once returns a Handler that serves one message with next and then hangs
 // up, so that each connection gets exactly one reply.
 func Once(next Handler) Handler {
-	return HandlerFunc(func(w ResponseWriter, m *Message) {
-		next.ServeMessage(w, m)
-		w.Close()
-	})
+	return once{next}
 }
+
+type once struct{ next Handler }
+
+func (o once) ServeMessage(w ResponseWriter, m *Message) {
+	o.next.ServeMessage(w, m)
+	w.Close()
+}
+
+func (o once) nonBlocking() bool { return isNonBlocking(o.next) }

@@ -71,18 +71,8 @@ func (s *Server) parker() *parker {
 	if s.park != nil || s.shuttingDown() {
 		return s.park
 	}
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	ep, epfd, raw, err := newEpollFile("porta-parker")
 	if err != nil {
-		return nil
-	}
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		syscall.Close(epfd)
-		return nil
-	}
-	ep := os.NewFile(uintptr(epfd), "porta-parker")
-	raw, err := ep.SyscallConn()
-	if err != nil {
-		ep.Close()
 		return nil
 	}
 	p := &parker{srv: s, ep: ep, epfd: epfd, raw: raw, conns: make(map[uint64]*conn)}
@@ -90,6 +80,26 @@ func (s *Server) parker() *parker {
 	s.park = p
 	go p.run(orDefault(s.IdleTimeout, DefaultIdleTimeout))
 	return p
+}
+
+// newEpollFile makes an epoll set that Go's poller waits on, as a file
+// (named name), and returns it with its descriptor and raw access.
+func newEpollFile(name string) (*os.File, int, syscall.RawConn, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil, 0, nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), name)
+	raw, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, 0, nil, err
+	}
+	return ep, epfd, raw, nil
 }
 
 // add parks c: it watches c's socket for input, once.
@@ -178,7 +188,7 @@ func (p *parker) collect(fd uintptr) bool {
 // resume starts a goroutine for each connection collected.
 func (p *parker) resume() {
 	for i, c := range p.woken {
-		go c.serve(true)
+		c.resume()
 		p.woken[i] = nil
 	}
 	p.woken = p.woken[:0]
@@ -222,7 +232,7 @@ func (s *Server) stopParking() {
 	}
 	p.mu.Unlock()
 	for _, c := range parked {
-		go c.serve(true)
+		c.resume()
 	}
 	p.ep.Close()
 }

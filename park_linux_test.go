@@ -21,6 +21,10 @@ import (
 
 const parkWait = 10 * time.Second // bounds every wait below; not a target
 
+// mayBlockEcho echoes, but is not marked NonBlocking: its connections wait
+// on goroutines, which park (a marked handler's wait in event loops).
+var mayBlockEcho = HandlerFunc(func(w ResponseWriter, m *Message) { w.Write(m.Body) })
+
 // parkServer starts s on a loopback TCP or Unix listener and returns its
 // address; s is closed at the end of the test.
 func parkServer(t *testing.T, s *Server, network string) (string, string) {
@@ -104,7 +108,7 @@ func TestParkIdle(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			const n = 40
-			s := &Server{parkAfter: 20 * time.Millisecond}
+			s := &Server{Handler: mayBlockEcho, parkAfter: 20 * time.Millisecond}
 			nw, addr := parkServer(t, s, network)
 			before := runtime.NumGoroutine()
 			cs := make([]*parkClient, n)
@@ -134,7 +138,7 @@ func TestParkIdle(t *testing.T) {
 // TestParkNotMidFrame checks that a connection in the middle of a frame
 // does not park, and finishes the frame.
 func TestParkNotMidFrame(t *testing.T) {
-	s := &Server{parkAfter: 5 * time.Millisecond}
+	s := &Server{Handler: mayBlockEcho, parkAfter: 5 * time.Millisecond}
 	nw, addr := parkServer(t, s, "tcp")
 	c := parkDial(t, nw, addr)
 	c.exchange(t, "first")
@@ -158,7 +162,7 @@ func TestParkNotMidFrame(t *testing.T) {
 // TestParkIdleTimeout checks that a parked connection is closed at its
 // idle timeout, as a waiting one is.
 func TestParkIdleTimeout(t *testing.T) {
-	s := &Server{parkAfter: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
 	nw, addr := parkServer(t, s, "tcp")
 	c := parkDial(t, nw, addr)
 	start := time.Now()
@@ -192,7 +196,7 @@ func parkedClients(t *testing.T, s *Server, n int) []*parkClient {
 // as idle ones, and returns.
 func TestParkShutdown(t *testing.T) {
 	const n = 20
-	s := &Server{parkAfter: 10 * time.Millisecond}
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
 	cs := parkedClients(t, s, n)
 	ctx, cancel := context.WithTimeout(context.Background(), parkWait)
 	defer cancel()
@@ -213,7 +217,7 @@ func TestParkShutdown(t *testing.T) {
 // them closed.
 func TestParkClose(t *testing.T) {
 	const n = 20
-	s := &Server{parkAfter: 10 * time.Millisecond}
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
 	cs := parkedClients(t, s, n)
 	s.Close()
 	for _, c := range cs {
@@ -226,7 +230,7 @@ func TestParkClose(t *testing.T) {
 // reaches a parked connection: a half-closing peer gets its reply, then
 // the end.
 func TestParkPeerEnds(t *testing.T) {
-	s := &Server{parkAfter: 10 * time.Millisecond}
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
 	nw, addr := parkServer(t, s, "tcp")
 	closing, halfClosing, resetting := parkDial(t, nw, addr), parkDial(t, nw, addr), parkDial(t, nw, addr)
 	for _, c := range []*parkClient{closing, halfClosing, resetting} {
@@ -252,7 +256,7 @@ func TestParkPeerEnds(t *testing.T) {
 // checks every reply.
 func TestParkRace(t *testing.T) {
 	const conns, msgs = 30, 40
-	s := &Server{parkAfter: time.Millisecond}
+	s := &Server{Handler: mayBlockEcho, parkAfter: time.Millisecond}
 	nw, addr := parkServer(t, s, "tcp")
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
@@ -301,7 +305,7 @@ func checkParkedHoldNoBuffers(t *testing.T, s *Server) {
 // parking (busy again) keeps its goroutine for the park delay.
 func TestParkSoon(t *testing.T) {
 	const delay = 300 * time.Millisecond
-	s := &Server{parkAfter: delay}
+	s := &Server{Handler: mayBlockEcho, parkAfter: delay}
 	nw, addr := parkServer(t, s, "tcp")
 	c := parkDial(t, nw, addr)
 	c.exchange(t, "first")

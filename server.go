@@ -129,16 +129,21 @@ type Server struct {
 	packets   map[net.PacketConn]*packetSocket
 	conns     map[*conn]struct{}
 	park      *parker       // idle connections without goroutines (Linux; started by Serve)
+	loops     []*eventLoop  // waiting connections of a non-blocking handler (Linux; started by Serve)
+	loopNext  atomic.Uint32 // the loop the next connection to wait in one joins, modulo len(loops)
 	parkAfter time.Duration // tests: the park delay, if not parkdelay.Default
 	// testHookCloseIdle, if set, runs when Close has seen a connection
 	// idle and is about to close its socket (see conn.closeNow).
 	testHookCloseIdle func(*conn)
-	inShutdown        atomic.Bool
-	closed            atomic.Bool           // Close was called: connections serve no more input
-	refusals          map[net.Conn]struct{} // refusals being written (see refuse)
-	active            sync.WaitGroup        // running connection, packet and refusal loops
-	counters          counters
-	perIP             ipCounts
+	// testHookLoopWait, if set, runs on an event loop's goroutine when a
+	// connection it served waits in it again.
+	testHookLoopWait func(*conn)
+	inShutdown       atomic.Bool
+	closed           atomic.Bool           // Close was called: connections serve no more input
+	refusals         map[net.Conn]struct{} // refusals being written (see refuse)
+	active           sync.WaitGroup        // running connection, packet and refusal loops
+	counters         counters
+	perIP            ipCounts
 }
 
 func (s *Server) handler() Handler {
@@ -229,7 +234,9 @@ const (
 
 // Serve accepts connections on l and serves each on its own goroutine until
 // Shutdown or Close, after which it returns ErrServerClosed. Serve closes
-// l when it returns.
+// l when it returns. On Linux, the connections of a handler marked
+// NonBlocking wait for input in the server's event loops instead, which
+// serve their messages without a goroutine each (see NonBlocking).
 func (s *Server) Serve(l net.Listener) error {
 	ls := &listenerStats{addr: FormatAddr(l.Addr())}
 	// The parker is part of a stream server's fixed cost, like the accept
@@ -237,6 +244,7 @@ func (s *Server) Serve(l net.Listener) error {
 	// the first idle connection, so that a server's goroutines and
 	// descriptors do not grow by one later.
 	s.parker()
+	s.startLoops()
 	if !s.trackListener(&l, ls) {
 		l.Close()
 		return ErrServerClosed
@@ -410,6 +418,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.nc.SetReadDeadline(aLongTimeAgo)
 	}
 	s.stopParking()
+	s.stopLoops()
 
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
@@ -460,6 +469,7 @@ func (s *Server) Close() error {
 		c.closeNow()
 	}
 	s.stopParking()
+	s.stopLoops()
 	return nil
 }
 

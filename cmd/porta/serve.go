@@ -208,7 +208,9 @@ func (c *serveConfig) handler(log *slog.Logger, shutdownRequested chan<- struct{
 // shutdownOn answers word from a local peer with "closed", hangs up and
 // asks for a graceful shutdown; from other peers it is an ordinary message.
 func shutdownOn(word []byte, requested chan<- struct{}, next porta.Handler) porta.Handler {
-	return porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+	// It never blocks: the request is a send that gives up at once, and
+	// next is one of porta's handlers, which never block either.
+	return porta.NonBlocking(porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
 		if !porta.IsWord(m.Body, word) || !porta.IsLocal(m.RemoteAddr) {
 			next.ServeMessage(w, m)
 			return
@@ -219,7 +221,7 @@ func shutdownOn(word []byte, requested chan<- struct{}, next porta.Handler) port
 		case requested <- struct{}{}:
 		default: // already requested
 		}
-	})
+	}))
 }
 
 // listener is one opened address and how to serve it.

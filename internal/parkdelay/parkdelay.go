@@ -22,6 +22,11 @@ const EnvVar = "PORTA_TEST_PARK_AFTER"
 // Change it only before any server starts.
 var Default = time.Second
 
+// LoopsOff, set with Default from EnvVar, turns the servers' event loops
+// off for the run: the connections of handlers that never block then wait
+// on goroutines and park too, so that every test goes through parking.
+var LoopsOff = false
+
 // In a test binary (testing.Testing), before any test starts, Default
 // comes from EnvVar if it is set; an invalid value stops the run.
 func init() {
@@ -34,8 +39,8 @@ func init() {
 }
 
 // FromEnv sets Default from the environment variable EnvVar, a positive
-// duration such as "1ms", if it is set. .ci/run runs the tests a second
-// time with it set.
+// duration such as "1ms", and LoopsOff, if it is set. .ci/run runs the
+// tests a second time with it set.
 func FromEnv() error {
 	v := os.Getenv(EnvVar)
 	if v == "" {
@@ -45,6 +50,6 @@ func FromEnv() error {
 	if err != nil || d <= 0 {
 		return fmt.Errorf("%s=%q: want a positive duration such as 1ms", EnvVar, v)
 	}
-	Default = d
+	Default, LoopsOff = d, true
 	return nil
 }

@@ -1,0 +1,288 @@
+//go:build linux
+
+package porta
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/porta-project/porta/internal/parkdelay"
+)
+
+// Connections whose handler never blocks (see NonBlocking) wait for input
+// in an event loop rather than on a goroutine each. A server has one loop
+// per processor (GOMAXPROCS), each an epoll set and a goroutine that waits
+// on the set through Go's poller, as the parker does. When input arrives on
+// many connections at once, the loop wakes once and serves each
+// connection's messages in turn, inline: no goroutine is woken, scheduled
+// and parked again for each message, which is most of what a goroutine per
+// connection costs over an epoll server in C (see docs/PERFORMANCE.md).
+//
+// A connection enters its loop when its goroutine would wait for input
+// with nothing buffered: no frame in progress and every reply written. Its
+// goroutine then ends. The loop serves it with the same step as the poller
+// (pollLoop.stepOnce) and hands it back to a new goroutine when the step
+// cannot finish without waiting: a frame in progress (which its frame
+// timeout bounds, on the goroutine's read deadline), or replies the socket
+// would not take (which WriteTimeout bounds); the goroutine returns it to
+// the loop when it next waits with nothing buffered. The loop closes the
+// connections idle for IdleTimeout itself, checking every eighth of it.
+// Shutdown and Close hand every connection back to a goroutine, to see the
+// shutdown or its closed socket.
+//
+// Sockets are in the loop's set edge-triggered, as they are in Go's
+// poller, so that the step's rule for when the socket is known to be empty
+// (see pollLoop) holds in both.
+
+// eventLoop serves its share of a server's waiting connections.
+type eventLoop struct {
+	srv    *Server
+	ep     *os.File // the epoll instance
+	raw    syscall.RawConn
+	mu     sync.Mutex
+	conns  map[uint64]*conn // the loop's connections by number
+	next   uint64           // the last number given
+	closed bool             // stopping: no connection enters any more
+	events [128]syscall.EpollEvent
+	ready  []*conn               // connections with input; the loop's goroutine only
+	wait   func(fd uintptr) bool // l.collect, bound once
+	step   func(fd uintptr)      // serves l.cur's input, bound once
+	cur    *conn                 // the connection l.step serves
+}
+
+// startLoops starts the server's event loops if its handler never blocks
+// (Serve calls it before accepting); a loop that cannot get an epoll set
+// is left out, and with none, connections wait on their goroutines.
+func (s *Server) startLoops() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loops != nil || s.shuttingDown() || !isNonBlocking(s.handler()) || parkdelay.LoopsOff {
+		return
+	}
+	idle := orDefault(s.IdleTimeout, DefaultIdleTimeout)
+	s.loops = make([]*eventLoop, 0, runtime.GOMAXPROCS(0))
+	for range cap(s.loops) {
+		ep, _, raw, err := newEpollFile("porta-loop")
+		if err != nil {
+			break
+		}
+		l := &eventLoop{srv: s, ep: ep, raw: raw, conns: make(map[uint64]*conn)}
+		l.wait = l.collect
+		l.step = func(fd uintptr) { l.cur.poll.stepOnce(fd) }
+		s.loops = append(s.loops, l)
+		go l.run(idle)
+	}
+}
+
+// stopLoops stops the server's event loops for Shutdown and Close: each
+// hands its connections back to goroutines and ends.
+func (s *Server) stopLoops() {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.ep.Close() // wakes the loop; closed once its wait lets go
+	}
+}
+
+// toLoop hands c, waiting for input with nothing buffered, to one of the
+// server's event loops, and reports whether it did; from then on c
+// belongs to the loop, and its goroutine must end without touching it.
+func (c *conn) toLoop() bool {
+	loops := c.srv.loops // set before the first connection, never changed
+	if len(loops) == 0 {
+		return false
+	}
+	return loops[c.srv.loopNext.Add(1)%uint32(len(loops))].add(c)
+}
+
+// initLoop decides whether c may wait in an event loop: whether the
+// server has loops (its handler never blocks) and c reads its socket
+// without a buffer held (pollLoop).
+func (c *conn) initLoop() {
+	c.loopOK = c.poll.raw != nil && len(c.srv.loops) > 0
+}
+
+// loopable reports whether c may wait in an event loop now: its handler
+// never blocks, its socket is a raw one, and it has nothing buffered.
+func (c *conn) loopable() bool {
+	return c.loopOK && c.dec.Buffered() == 0 && len(c.out) == 0
+}
+
+// add watches c's socket for input.
+func (l *eventLoop) add(c *conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	id := l.next + 1
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLET&0xffffffff,
+		Fd:     int32(id),
+		Pad:    int32(id >> 32),
+	}
+	if l.ctl(syscall.EPOLL_CTL_ADD, c, &ev) != nil {
+		return false
+	}
+	l.next = id
+	c.loopID = id
+	l.conns[id] = c
+	return true
+}
+
+// remove takes c out of the loop, for a goroutine or to close it.
+func (l *eventLoop) remove(c *conn) {
+	l.mu.Lock()
+	delete(l.conns, c.loopID)
+	l.mu.Unlock()
+	// A closed socket has left the set already: ctl fails, harmlessly.
+	l.ctl(syscall.EPOLL_CTL_DEL, c, &syscall.EpollEvent{})
+}
+
+// ctl changes the set for c's socket, holding both descriptors open so
+// that neither number can be another file's by then.
+func (l *eventLoop) ctl(op int, c *conn, ev *syscall.EpollEvent) error {
+	var err error
+	cerr := l.raw.Control(func(epfd uintptr) {
+		if cerr := c.poll.raw.Control(func(fd uintptr) { err = syscall.EpollCtl(int(epfd), op, int(fd), ev) }); cerr != nil {
+			err = cerr
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// run serves the loop's connections as their input arrives, and closes
+// those idle for idleTimeout, until the loop is stopped; then it hands
+// its connections back to goroutines.
+func (l *eventLoop) run(idleTimeout time.Duration) {
+	scan := max(idleTimeout/8, 10*time.Millisecond)
+	next := time.Now().Add(scan)
+	if idleTimeout > 0 {
+		l.ep.SetReadDeadline(next)
+	}
+	for {
+		err := l.raw.Read(l.wait)
+		if err != nil && !isTimeoutErr(err) {
+			break // stopped
+		}
+		for i, c := range l.ready {
+			l.serve(c)
+			l.ready[i] = nil
+		}
+		l.ready = l.ready[:0]
+		if idleTimeout > 0 {
+			if now := time.Now(); !now.Before(next) {
+				l.expire(now, idleTimeout)
+				next = now.Add(scan)
+				l.ep.SetReadDeadline(next)
+			}
+		}
+	}
+	l.mu.Lock()
+	l.closed = true
+	conns := make([]*conn, 0, len(l.conns))
+	for id, c := range l.conns {
+		delete(l.conns, id)
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.resume()
+	}
+}
+
+// collect takes up to one batch of the connections that have input into
+// l.ready; it returns false to wait.
+func (l *eventLoop) collect(fd uintptr) bool {
+	for {
+		// A raw system call: it does not wait (timeout 0), so the
+		// scheduler need not hear of it.
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 || n == 0 {
+			return false
+		}
+		l.mu.Lock()
+		for _, ev := range l.events[:int(n)] {
+			if c, ok := l.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; ok {
+				l.ready = append(l.ready, c)
+			}
+		}
+		l.mu.Unlock()
+		return len(l.ready) > 0
+	}
+}
+
+// serve runs one step of c on the loop's goroutine: it answers c's input
+// and leaves c waiting in the loop, or takes c out of the loop, to a
+// goroutine of its own or to close it.
+func (l *eventLoop) serve(c *conn) {
+	defer func() {
+		if p := recover(); p != nil {
+			l.cur = nil
+			c.recovered(p)
+			l.remove(c)
+			go c.finish(ClosePanic)
+		}
+	}()
+	r := &c.poll
+	r.woken = true // the loop saw input: read at once
+	c.inLoop, l.cur = true, c
+	err := r.raw.Control(l.step)
+	c.inLoop, l.cur = false, nil
+	switch {
+	case err != nil:
+		// Closed under the loop, by Server.Close: the goroutine's read
+		// fails, and it closes the connection.
+		l.remove(c)
+		c.resume()
+	case !r.done || r.reason == handOffNow:
+		// A frame in progress, or replies left to write: wait on a
+		// goroutine, under its deadlines.
+		l.remove(c)
+		c.handOff = false
+		c.parkedAt = time.Now().UnixNano() // not a long park: do not park again at once
+		c.resume()
+	case r.reason == loopNow:
+		// Answered: wait here.
+		if h := l.srv.testHookLoopWait; h != nil {
+			h(c)
+		}
+	default:
+		l.remove(c)
+		go c.finish(r.reason)
+	}
+}
+
+// expire closes the loop's connections that have been idle for
+// idleTimeout.
+func (l *eventLoop) expire(now time.Time, idleTimeout time.Duration) {
+	cutoff := now.Add(-idleTimeout).UnixNano()
+	l.mu.Lock()
+	for id, c := range l.conns {
+		if c.idleSince.Load() <= cutoff {
+			delete(l.conns, id)
+			l.ready = append(l.ready, c)
+		}
+	}
+	l.mu.Unlock()
+	for i, c := range l.ready {
+		l.ctl(syscall.EPOLL_CTL_DEL, c, &syscall.EpollEvent{})
+		go c.finish(CloseIdle)
+		l.ready[i] = nil
+	}
+	l.ready = l.ready[:0]
+}
