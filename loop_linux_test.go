@@ -469,3 +469,26 @@ func TestLoopRace(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestLoopHandlerCloses checks that a handler run by a loop may call
+// Server.Close: the loop is stopped without waiting for itself.
+func TestLoopHandlerCloses(t *testing.T) {
+	skipWithoutLoops(t)
+	s := &Server{}
+	s.Handler = NonBlocking(HandlerFunc(func(w ResponseWriter, m *Message) {
+		if string(m.Body) == "stop" {
+			s.Close()
+			return
+		}
+		w.Write(m.Body)
+	}))
+	cs := loopedClients(t, s, 3)
+	cs[0].Write([]byte("stop\n"))
+	for _, c := range cs {
+		c.expectEnd(t)
+	}
+	waitUntil(t, "every connection to be counted closed", func() bool { return s.Stats().ConnsOpen == 0 })
+	if got := s.Stats().Closed[CloseShutdown]; got != 3 {
+		t.Errorf("Closed[shutdown] = %d, want 3 (closes: %v)", got, s.Stats().Closed)
+	}
+}
