@@ -25,8 +25,12 @@
 //	  -> flush (one write of all replies, when no complete message is left)
 //
 // so a peer that pipelines gets its replies in few packets, and replies
-// are always in order. A UDP socket is served by one goroutine: each
-// datagram is one message, each reply one datagram (packet.go).
+// are always in order. On Linux, the connections of a handler marked
+// NonBlocking (porta's own are) wait for input in a few event loops
+// instead (loop_linux.go), which run the same steps for each connection
+// with input, without a goroutine switch per message. A UDP socket is
+// served by one goroutine: each datagram is one message, each reply one
+// datagram (packet.go).
 //
 // # Limits and failures
 //
