@@ -223,10 +223,12 @@ func t2CheckSequence(t *testing.T, f frame.Framing, i int, rng *rand.Rand) (t2Ch
 
 // t2Handler answers each message with its length, a colon and the message,
 // so that a message split or joined in the wrong place changes the reply
-// stream, not just its framing.
-var t2Handler = porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
+// stream, not just its framing. It never blocks, and is marked so: the
+// first pass of the suite serves it from event loops, the parking pass
+// from goroutines.
+var t2Handler = porta.NonBlocking(porta.HandlerFunc(func(w porta.ResponseWriter, m *porta.Message) {
 	w.Write(append(strconv.AppendInt(nil, int64(len(m.Body)), 10), append([]byte{':'}, m.Body...)...))
-})
+}))
 
 // t2Replies is the reply stream the server owes a sequence.
 func t2Replies(f frame.Framing, msgs [][]byte) []byte {
