@@ -125,6 +125,10 @@ func (c *conn) loopable() bool {
 	return c.loopOK && c.dec.Buffered() == 0 && len(c.out) == 0
 }
 
+// epollET is EPOLLET as a value of EpollEvent.Events, a uint32: package
+// syscall declares the constant negative.
+const epollET = 1 << 31
+
 // add watches c's socket for input.
 func (l *eventLoop) add(c *conn) bool {
 	l.mu.Lock()
@@ -134,7 +138,7 @@ func (l *eventLoop) add(c *conn) bool {
 	}
 	id := l.next + 1
 	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLET&0xffffffff,
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET,
 		Fd:     int32(id),
 		Pad:    int32(id >> 32),
 	}
