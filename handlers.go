@@ -21,7 +21,9 @@ import (
 // those the socket will not take now are written by a goroutine.
 //
 // Echo, Upper and Reply's handlers are marked, and so are HangUpOn's and
-// Once's when the handler they wrap is.
+// Once's when the handler they wrap is. Other wrappers, such as
+// middleware, are not: mark the outermost handler, if the whole chain
+// never blocks.
 func NonBlocking(h Handler) Handler {
 	if isNonBlocking(h) {
 		return h
