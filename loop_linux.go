@@ -185,11 +185,7 @@ func (l *eventLoop) ctl(op int, c *conn, ev *syscall.EpollEvent) error {
 // epoll_wait, where waiting first would cost the goroutine a park and a
 // wake-up (2 to 3% more CPU a message at C=100, measured).
 func (l *eventLoop) run(idleTimeout time.Duration) {
-	scan := max(idleTimeout/8, 10*time.Millisecond)
-	next := time.Now().Add(scan)
-	if idleTimeout > 0 {
-		l.ep.SetReadDeadline(next)
-	}
+	scan := newIdleScan(l.ep, idleTimeout)
 	for {
 		// Read returns with a batch, at the deadline (time to check for
 		// idle connections, or stopLoops's wake-up), or when the set
@@ -203,27 +199,19 @@ func (l *eventLoop) run(idleTimeout time.Duration) {
 			l.ready[i] = nil
 		}
 		l.ready = l.ready[:0]
-		if idleTimeout > 0 {
-			if now := time.Now(); !now.Before(next) {
-				l.expire(now, idleTimeout)
-				next = now.Add(scan)
-				l.ep.SetReadDeadline(next)
-				// Checked after the deadline moved: stopLoops sets closed
-				// before its wake-up, so either this sees closed or the
-				// wake-up comes after the move.
-				if l.stopped() {
-					break
-				}
+		if cutoff, due := scan.due(); due {
+			l.expire(cutoff)
+			// Checked after the deadline moved: stopLoops sets closed
+			// before its wake-up, so either this sees closed or the
+			// wake-up comes after the move.
+			if l.stopped() {
+				break
 			}
 		}
 	}
 	l.mu.Lock()
 	l.closed = true
-	conns := make([]*conn, 0, len(l.conns))
-	for id, c := range l.conns {
-		delete(l.conns, id)
-		conns = append(conns, c)
-	}
+	conns := takeAll(l.conns)
 	l.mu.Unlock()
 	for _, c := range conns {
 		c.resume()
@@ -296,17 +284,10 @@ func (l *eventLoop) serve(c *conn) {
 	}
 }
 
-// expire closes the loop's connections that have been idle for
-// idleTimeout.
-func (l *eventLoop) expire(now time.Time, idleTimeout time.Duration) {
-	cutoff := now.Add(-idleTimeout).UnixNano()
+// expire closes the loop's connections idle since before cutoff.
+func (l *eventLoop) expire(cutoff int64) {
 	l.mu.Lock()
-	for id, c := range l.conns {
-		if c.idleSince.Load() <= cutoff {
-			delete(l.conns, id)
-			l.ready = append(l.ready, c)
-		}
-	}
+	l.ready = takeIdle(l.conns, cutoff, l.ready)
 	l.mu.Unlock()
 	for i, c := range l.ready {
 		l.ctl(syscall.EPOLL_CTL_DEL, c, &syscall.EpollEvent{})

@@ -2,11 +2,9 @@ package porta
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -80,14 +78,10 @@ func TestLoopServes(t *testing.T) {
 			const n = 40
 			s := &Server{}
 			checkWaitsHoldNoBuffers(t, s)
-			nw, addr := parkServer(t, s, network)
 			before := runtime.NumGoroutine()
-			cs := make([]*parkClient, n)
-			for i := range cs {
-				cs[i] = parkDial(t, nw, addr)
-				cs[i].exchange(t, fmt.Sprint("hello ", i))
-			}
-			waitUntil(t, "every connection to wait in a loop", func() bool { return loopedCount(s) == n })
+			cs := waitingClientsOn(t, s, network, n, loopedCount)
+			// The server's accept loop, parker and loops are goroutines
+			// too; the connections must not keep theirs.
 			waitUntil(t, "the connections' goroutines to end", func() bool { return runtime.NumGoroutine() < before+n/4 })
 			for round := range 3 {
 				for i, c := range cs {
@@ -213,24 +207,23 @@ var bigReply = Reply(strings.Repeat("r", 32<<10))
 // fillSocket sends 4 KiB messages to a server that answers each with
 // bigReply, reading nothing, until the server's writes have blocked: its
 // replies fill both sockets and it stops reading, so the sends stall too.
-// It returns how many messages it sent whole.
-func fillSocket(t *testing.T, c *parkClient) (sent int) {
+// It returns how many messages it began, and the rest of the last one if
+// its send stalled partway: the caller sends that while it reads.
+func fillSocket(t *testing.T, c *parkClient) (sent int, rest []byte) {
 	t.Helper()
 	msg := []byte(strings.Repeat("m", 4095) + "\n")
 	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 	defer c.SetWriteDeadline(time.Now().Add(parkWait))
 	for ; sent < 10000; sent++ {
 		if n, err := c.Write(msg); err != nil {
-			if n > 0 { // a partial message: finish it once the server reads
-				c.SetWriteDeadline(time.Now().Add(parkWait))
-				go c.Write(msg[n:])
-				sent++
+			if n > 0 { // a partial message
+				return sent + 1, msg[n:]
 			}
-			return sent // the server no longer reads
+			return sent, nil // the server no longer reads
 		}
 	}
 	t.Fatal("the server read 40 MB of messages without its replies being read")
-	return 0
+	return 0, nil
 }
 
 // TestLoopFullSocket checks that replies the socket will not take are not
@@ -251,7 +244,7 @@ func TestLoopFullSocket(t *testing.T) {
 		}
 	}
 	waitUntil(t, "both connections to wait in the loop", func() bool { return loopedCount(s) == 2 })
-	sent := fillSocket(t, stuck)
+	sent, rest := fillSocket(t, stuck)
 	if got := loopedCount(s); got != 1 {
 		t.Errorf("%d connections in the loop while one has replies waiting, want 1", got)
 	}
@@ -260,7 +253,9 @@ func TestLoopFullSocket(t *testing.T) {
 	if got, err := other.r.ReadString('\n'); err != nil || got != want {
 		t.Fatalf("other connection: reply of %d bytes, %v; want %d", len(got), err, len(want))
 	}
-	stuck.Write([]byte("close\n"))
+	// The sends wait for the server to read, which waits for this test
+	// to read the replies.
+	go stuck.Write(append(rest, "close\n"...))
 	for i := range sent {
 		if got, err := stuck.r.ReadString('\n'); err != nil || got != want {
 			t.Fatalf("reply %d of %d: %d bytes, %v; want %d", i+1, sent, len(got), err, len(want))
@@ -290,55 +285,15 @@ func TestLoopSlowConsumer(t *testing.T) {
 // at its idle timeout.
 func TestLoopIdleTimeout(t *testing.T) {
 	skipWithoutLoops(t)
-	s := &Server{IdleTimeout: 300 * time.Millisecond}
-	nw, addr := parkServer(t, s, "tcp")
-	c := parkDial(t, nw, addr)
-	start := time.Now()
-	c.exchange(t, "hi")
-	waitUntil(t, "the connection to wait in a loop", func() bool { return loopedCount(s) == 1 })
-	c.expectEnd(t)
-	if d := time.Since(start); d < 250*time.Millisecond {
-		t.Errorf("closed after %v, want about the 300ms idle timeout", d)
-	}
-	waitUntil(t, "the close to be counted", func() bool { return s.Stats().ConnsOpen == 0 })
-	if got := s.Stats().Closed[CloseIdle]; got != 1 {
-		t.Errorf("Closed[idle_timeout] = %d, want 1", got)
-	}
-}
-
-// loopedClients starts s on TCP and returns n clients whose connections
-// have each answered a message and wait in a loop.
-func loopedClients(t *testing.T, s *Server, n int) []*parkClient {
-	t.Helper()
-	nw, addr := parkServer(t, s, "tcp")
-	cs := make([]*parkClient, n)
-	for i := range cs {
-		cs[i] = parkDial(t, nw, addr)
-		cs[i].exchange(t, "hi")
-	}
-	waitUntil(t, "every connection to wait in a loop", func() bool { return loopedCount(s) == n })
-	return cs
+	checkIdleTimeout(t, &Server{}, loopedCount)
 }
 
 // TestLoopShutdown checks that Shutdown ends the connections waiting in
-// loops, as idle ones, and returns; and that the loops take no
-// connection any more.
+// loops, as idle ones, and returns; and that the loops end empty.
 func TestLoopShutdown(t *testing.T) {
 	skipWithoutLoops(t)
-	const n = 20
 	s := &Server{}
-	cs := loopedClients(t, s, n)
-	ctx, cancel := context.WithTimeout(context.Background(), parkWait)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown = %v", err)
-	}
-	for _, c := range cs {
-		c.expectEnd(t)
-	}
-	if got := s.Stats().Closed[CloseShutdown]; got != n {
-		t.Errorf("Closed[shutdown] = %d, want %d", got, n)
-	}
+	checkShutdownEnds(t, s, waitingClients(t, s, 20, loopedCount))
 	s.mu.Lock()
 	loops := s.loops
 	s.mu.Unlock()
@@ -356,36 +311,17 @@ func TestLoopShutdown(t *testing.T) {
 // and counts them closed.
 func TestLoopClose(t *testing.T) {
 	skipWithoutLoops(t)
-	const n = 20
 	s := &Server{}
-	cs := loopedClients(t, s, n)
-	s.Close()
-	for _, c := range cs {
-		c.expectEnd(t)
-	}
-	waitUntil(t, "every connection to be counted closed", func() bool { return s.Stats().ConnsOpen == 0 })
+	checkCloseEnds(t, s, waitingClients(t, s, 20, loopedCount))
 }
 
 // TestLoopPeerEnds checks that a peer's close, half-close or reset
-// reaches a connection waiting in a loop: a half-closing peer gets its
-// reply, then the end.
+// reaches a connection waiting in a loop, and that the loop lets go of
+// the connections it closed.
 func TestLoopPeerEnds(t *testing.T) {
 	skipWithoutLoops(t)
 	s := &Server{}
-	cs := loopedClients(t, s, 3)
-	closing, halfClosing, resetting := cs[0], cs[1], cs[2]
-	closing.Close()
-	resetting.Conn.(*net.TCPConn).SetLinger(0)
-	resetting.Close()
-	halfClosing.Write([]byte("last\n"))
-	halfClosing.Conn.(*net.TCPConn).CloseWrite()
-	if got, err := io.ReadAll(halfClosing.r); err != nil || string(got) != "last\n" {
-		t.Errorf("half-closed peer read %q, %v; want the reply, then the end", got, err)
-	}
-	waitUntil(t, "the connections to be counted closed", func() bool { return s.Stats().ConnsOpen == 0 })
-	if got := s.Stats().Closed[ClosePeer]; got != 3 {
-		t.Errorf("Closed[peer_closed] = %d, want 3", got)
-	}
+	checkPeerEnds(t, s, waitingClients(t, s, 3, loopedCount))
 	if got := loopedCount(s); got != 0 {
 		t.Errorf("%d closed connections left in the loops", got)
 	}
@@ -402,7 +338,7 @@ func TestLoopPanic(t *testing.T) {
 		}
 		w.Write(m.Body)
 	})), Logger: discardLogger}
-	cs := loopedClients(t, s, 2)
+	cs := waitingClients(t, s, 2, loopedCount)
 	cs[0].Write([]byte("boom\n"))
 	cs[0].expectEnd(t)
 	cs[1].exchange(t, "still served")
@@ -482,7 +418,7 @@ func TestLoopHandlerCloses(t *testing.T) {
 		}
 		w.Write(m.Body)
 	}))
-	cs := loopedClients(t, s, 3)
+	cs := waitingClients(t, s, 3, loopedCount)
 	cs[0].Write([]byte("stop\n"))
 	for _, c := range cs {
 		c.expectEnd(t)

@@ -135,11 +135,7 @@ func (p *parker) add(c *conn) bool {
 // those idle for idleTimeout, checking every eighth of it, until the
 // parker is stopped.
 func (p *parker) run(idleTimeout time.Duration) {
-	scan := max(idleTimeout/8, 10*time.Millisecond)
-	next := time.Now().Add(scan)
-	if idleTimeout > 0 {
-		p.ep.SetReadDeadline(next)
-	}
+	scan := newIdleScan(p.ep, idleTimeout)
 	for {
 		err := p.raw.Read(p.wait)
 		if err != nil && !isTimeoutErr(err) {
@@ -151,12 +147,8 @@ func (p *parker) run(idleTimeout time.Duration) {
 		// on many parked connections does not start a goroutine for each
 		// at once: the runtime keeps every goroutine it ever had.
 		runtime.Gosched()
-		if idleTimeout > 0 {
-			if now := time.Now(); !now.Before(next) {
-				p.expire(idleTimeout)
-				next = now.Add(scan)
-				p.ep.SetReadDeadline(next)
-			}
+		if cutoff, due := scan.due(); due {
+			p.expire(cutoff)
 		}
 	}
 }
@@ -194,23 +186,74 @@ func (p *parker) resume() {
 	p.woken = p.woken[:0]
 }
 
-// expire closes the parked connections that have been idle for
-// idleTimeout.
-func (p *parker) expire(idleTimeout time.Duration) {
-	cutoff := time.Now().Add(-idleTimeout).UnixNano()
+// expire closes the parked connections idle since before cutoff.
+func (p *parker) expire(cutoff int64) {
 	p.mu.Lock()
-	for id, c := range p.conns {
-		if c.idleSince.Load() <= cutoff {
-			delete(p.conns, id)
-			p.woken = append(p.woken, c)
-		}
-	}
+	p.woken = takeIdle(p.conns, cutoff, p.woken)
 	p.mu.Unlock()
 	for i, c := range p.woken {
 		go c.finish(CloseIdle)
 		p.woken[i] = nil
 	}
 	p.woken = p.woken[:0]
+}
+
+// idleScan wakes a goroutine that waits on an epoll file (the parker, an
+// event loop) every eighth of the idle timeout, with the file's read
+// deadline, to close the connections idle for longer.
+type idleScan struct {
+	ep      *os.File
+	timeout time.Duration // zero or negative: no idle timeout, no scan
+	every   time.Duration
+	next    time.Time
+}
+
+// newIdleScan arms ep's first wake-up.
+func newIdleScan(ep *os.File, timeout time.Duration) idleScan {
+	s := idleScan{ep: ep, timeout: timeout, every: max(timeout/8, 10*time.Millisecond)}
+	if timeout > 0 {
+		s.next = time.Now().Add(s.every)
+		ep.SetReadDeadline(s.next)
+	}
+	return s
+}
+
+// due reports whether a scan is due; if it is, it arms the next wake-up
+// and returns the cutoff, in Unix nanoseconds: the connections idle since
+// before it are to be closed.
+func (s *idleScan) due() (cutoff int64, due bool) {
+	if s.timeout <= 0 {
+		return 0, false
+	}
+	now := time.Now()
+	if now.Before(s.next) {
+		return 0, false
+	}
+	s.next = now.Add(s.every)
+	s.ep.SetReadDeadline(s.next)
+	return now.Add(-s.timeout).UnixNano(), true
+}
+
+// takeIdle moves the connections of set idle since before cutoff (Unix
+// nanoseconds) to idle, and returns it.
+func takeIdle(set map[uint64]*conn, cutoff int64, idle []*conn) []*conn {
+	for id, c := range set {
+		if c.idleSince.Load() <= cutoff {
+			delete(set, id)
+			idle = append(idle, c)
+		}
+	}
+	return idle
+}
+
+// takeAll empties set and returns its connections.
+func takeAll(set map[uint64]*conn) []*conn {
+	all := make([]*conn, 0, len(set))
+	for id, c := range set {
+		delete(set, id)
+		all = append(all, c)
+	}
+	return all
 }
 
 // stopParking ends parking for a stopping server: the parked connections
@@ -225,11 +268,7 @@ func (s *Server) stopParking() {
 	}
 	p.mu.Lock()
 	p.closed = true
-	parked := make([]*conn, 0, len(p.conns))
-	for id, c := range p.conns {
-		delete(p.conns, id)
-		parked = append(parked, c)
-	}
+	parked := takeAll(p.conns)
 	p.mu.Unlock()
 	for _, c := range parked {
 		c.resume()

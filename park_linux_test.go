@@ -109,16 +109,10 @@ func TestParkIdle(t *testing.T) {
 		t.Run(network, func(t *testing.T) {
 			const n = 40
 			s := &Server{Handler: mayBlockEcho, parkAfter: 20 * time.Millisecond}
-			nw, addr := parkServer(t, s, network)
 			before := runtime.NumGoroutine()
-			cs := make([]*parkClient, n)
-			for i := range cs {
-				cs[i] = parkDial(t, nw, addr)
-				cs[i].exchange(t, fmt.Sprint("hello ", i))
-			}
-			waitUntil(t, "every connection to park", func() bool { return parkedCount(s) == n })
+			cs := waitingClientsOn(t, s, network, n, parkedCount)
 			checkParkedHoldNoBuffers(t, s)
-			// The parker and the accept loop may start goroutines; the
+			// The server's accept loop and parker are goroutines too; the
 			// connections must not keep theirs.
 			waitUntil(t, "the connections' goroutines to end", func() bool { return runtime.NumGoroutine() < before+n/4 })
 			for round := range 3 {
@@ -162,12 +156,62 @@ func TestParkNotMidFrame(t *testing.T) {
 // TestParkIdleTimeout checks that a parked connection is closed at its
 // idle timeout, as a waiting one is.
 func TestParkIdleTimeout(t *testing.T) {
-	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
-	nw, addr := parkServer(t, s, "tcp")
-	c := parkDial(t, nw, addr)
+	checkIdleTimeout(t, &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}, parkedCount)
+}
+
+// TestParkShutdown checks that Shutdown ends parked connections promptly,
+// as idle ones, and returns.
+func TestParkShutdown(t *testing.T) {
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
+	checkShutdownEnds(t, s, waitingClients(t, s, 20, parkedCount))
+}
+
+// TestParkClose checks that Close ends parked connections and counts
+// them closed.
+func TestParkClose(t *testing.T) {
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
+	checkCloseEnds(t, s, waitingClients(t, s, 20, parkedCount))
+}
+
+// TestParkPeerEnds checks that a peer's close, half-close or reset
+// reaches a parked connection: a half-closing peer gets its reply, then
+// the end.
+func TestParkPeerEnds(t *testing.T) {
+	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
+	checkPeerEnds(t, s, waitingClients(t, s, 3, parkedCount))
+}
+
+// Checks shared by the parking and event-loop tests: count says how many
+// of a server's connections wait without a goroutine (parkedCount,
+// loopedCount).
+
+// waitingClients starts s on TCP and returns n clients whose connections
+// have each answered a message and now wait where count counts them.
+func waitingClients(t *testing.T, s *Server, n int, count func(*Server) int) []*parkClient {
+	t.Helper()
+	return waitingClientsOn(t, s, "tcp", n, count)
+}
+
+// waitingClientsOn is waitingClients on network (tcp or unix).
+func waitingClientsOn(t *testing.T, s *Server, network string, n int, count func(*Server) int) []*parkClient {
+	t.Helper()
+	nw, addr := parkServer(t, s, network)
+	cs := make([]*parkClient, n)
+	for i := range cs {
+		cs[i] = parkDial(t, nw, addr)
+		cs[i].exchange(t, fmt.Sprint("hello ", i))
+	}
+	waitUntil(t, "every connection to wait without a goroutine", func() bool { return count(s) == n })
+	return cs
+}
+
+// checkIdleTimeout checks that a connection of s (whose IdleTimeout it
+// sets) waiting where count counts it is closed at its idle timeout.
+func checkIdleTimeout(t *testing.T, s *Server, count func(*Server) int) {
+	t.Helper()
+	s.IdleTimeout = 300 * time.Millisecond
 	start := time.Now()
-	c.exchange(t, "hi")
-	waitUntil(t, "the connection to park", func() bool { return parkedCount(s) == 1 })
+	c := waitingClients(t, s, 1, count)[0]
 	c.expectEnd(t)
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("closed after %v, want about the 300ms idle timeout", d)
@@ -178,26 +222,10 @@ func TestParkIdleTimeout(t *testing.T) {
 	}
 }
 
-// parkedClients starts s on TCP and returns n clients whose connections
-// have each answered a message and parked.
-func parkedClients(t *testing.T, s *Server, n int) []*parkClient {
+// checkShutdownEnds checks that Shutdown ends the waiting connections of
+// cs promptly, as idle ones, and returns.
+func checkShutdownEnds(t *testing.T, s *Server, cs []*parkClient) {
 	t.Helper()
-	nw, addr := parkServer(t, s, "tcp")
-	cs := make([]*parkClient, n)
-	for i := range cs {
-		cs[i] = parkDial(t, nw, addr)
-		cs[i].exchange(t, "hi")
-	}
-	waitUntil(t, "every connection to park", func() bool { return parkedCount(s) == n })
-	return cs
-}
-
-// TestParkShutdown checks that Shutdown ends parked connections promptly,
-// as idle ones, and returns.
-func TestParkShutdown(t *testing.T) {
-	const n = 20
-	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
-	cs := parkedClients(t, s, n)
 	ctx, cancel := context.WithTimeout(context.Background(), parkWait)
 	defer cancel()
 	done := make(chan error, 1)
@@ -208,17 +236,15 @@ func TestParkShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown = %v", err)
 	}
-	if got := s.Stats().Closed[CloseShutdown]; got != n {
-		t.Errorf("Closed[shutdown] = %d, want %d", got, n)
+	if got := s.Stats().Closed[CloseShutdown]; got != uint64(len(cs)) {
+		t.Errorf("Closed[shutdown] = %d, want %d", got, len(cs))
 	}
 }
 
-// TestParkClose checks that Close ends parked connections and counts
-// them closed.
-func TestParkClose(t *testing.T) {
-	const n = 20
-	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
-	cs := parkedClients(t, s, n)
+// checkCloseEnds checks that Close ends the waiting connections of cs and
+// counts them closed.
+func checkCloseEnds(t *testing.T, s *Server, cs []*parkClient) {
+	t.Helper()
 	s.Close()
 	for _, c := range cs {
 		c.expectEnd(t)
@@ -226,17 +252,12 @@ func TestParkClose(t *testing.T) {
 	waitUntil(t, "every connection to be counted closed", func() bool { return s.Stats().ConnsOpen == 0 })
 }
 
-// TestParkPeerEnds checks that a peer's close, half-close or reset
-// reaches a parked connection: a half-closing peer gets its reply, then
-// the end.
-func TestParkPeerEnds(t *testing.T) {
-	s := &Server{Handler: mayBlockEcho, parkAfter: 10 * time.Millisecond}
-	nw, addr := parkServer(t, s, "tcp")
-	closing, halfClosing, resetting := parkDial(t, nw, addr), parkDial(t, nw, addr), parkDial(t, nw, addr)
-	for _, c := range []*parkClient{closing, halfClosing, resetting} {
-		c.exchange(t, "hi")
-	}
-	waitUntil(t, "the connections to park", func() bool { return parkedCount(s) == 3 })
+// checkPeerEnds checks, with the three waiting connections of cs, that a
+// peer's close, half-close or reset reaches a waiting connection: a
+// half-closing peer gets its reply, then the end.
+func checkPeerEnds(t *testing.T, s *Server, cs []*parkClient) {
+	t.Helper()
+	closing, halfClosing, resetting := cs[0], cs[1], cs[2]
 	closing.Close()
 	resetting.Conn.(*net.TCPConn).SetLinger(0)
 	resetting.Close()
