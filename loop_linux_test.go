@@ -428,3 +428,41 @@ func TestLoopHandlerCloses(t *testing.T) {
 		t.Errorf("Closed[shutdown] = %d, want 3 (closes: %v)", got, s.Stats().Closed)
 	}
 }
+
+// TestLoopManyReady checks a loop with more connections ready at once
+// than one epoll_wait returns (128): it serves them in batches and
+// answers every one. The handler holds the loop on purpose, to let the
+// input of all the others arrive meanwhile, which is what a marked
+// handler that blocks does to its loop.
+func TestLoopManyReady(t *testing.T) {
+	skipWithoutLoops(t)
+	oneLoop(t)
+	const n = 300
+	held, release := make(chan struct{}), make(chan struct{})
+	s := &Server{Handler: NonBlocking(HandlerFunc(func(w ResponseWriter, m *Message) {
+		if string(m.Body) == "hold" {
+			close(held)
+			<-release
+		}
+		w.Write(m.Body)
+	}))}
+	cs := waitingClients(t, s, n+1, loopedCount)
+	cs[n].Write([]byte("hold\n"))
+	<-held
+	for i, c := range cs[:n] {
+		if _, err := c.Write(fmt.Appendf(nil, "client %d\n", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // for the input to arrive
+	close(release)
+	if got, err := cs[n].r.ReadString('\n'); err != nil || got != "hold\n" {
+		t.Fatalf("the holding client: reply %q, %v; want \"hold\"", got, err)
+	}
+	for i, c := range cs[:n] {
+		want := fmt.Sprintf("client %d\n", i)
+		if got, err := c.r.ReadString('\n'); err != nil || got != want {
+			t.Fatalf("client %d: reply %q, %v; want %q", i, got, err, want)
+		}
+	}
+}
