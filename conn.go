@@ -405,7 +405,8 @@ func (c *conn) timedOut() (CloseReason, bool) {
 // input, or park at once if the connection was resumed after a long park
 // and has nothing buffered (it has answered the input that woke it, and
 // is likely to fall idle again). A connection resumed soon after parking
-// is busy again, and waits on its goroutine.
+// is busy again, and waits on its goroutine. A connection that may wait
+// in an event loop never parks: it joins a loop instead (stepOnce).
 func (c *conn) waitOrPark() (CloseReason, bool) {
 	if c.parkSoon && c.dec.Buffered() == 0 && !c.loopOK {
 		c.parkSoon = false

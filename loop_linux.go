@@ -271,7 +271,6 @@ func (l *eventLoop) serve(c *conn) {
 		// goroutine, under its deadlines.
 		l.remove(c)
 		c.handOff = false
-		c.parkedAt = time.Now().UnixNano() // not a long park: do not park again at once
 		c.resume()
 	case r.reason == loopNow:
 		// Answered: wait here.

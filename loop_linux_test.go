@@ -2,6 +2,7 @@ package porta
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -464,5 +465,36 @@ func TestLoopManyReady(t *testing.T) {
 		if got, err := c.r.ReadString('\n'); err != nil || got != want {
 			t.Fatalf("client %d: reply %q, %v; want %q", i, got, err, want)
 		}
+	}
+}
+
+// TestLoopShutdownMidFrame checks a graceful shutdown of a connection that
+// left its loop with a frame in progress: it finishes the frame, answers
+// it and hangs up, losing no reply.
+func TestLoopShutdownMidFrame(t *testing.T) {
+	skipWithoutLoops(t)
+	s := &Server{}
+	c := waitingClients(t, s, 1, loopedCount)[0]
+	if _, err := c.Write([]byte("hal")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the connection to leave the loop", func() bool { return loopedCount(s) == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), parkWait)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	waitUntil(t, "the shutdown to begin", func() bool { return s.shuttingDown() })
+	if _, err := c.Write([]byte("f\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.r.ReadString('\n'); err != nil || got != "half\n" {
+		t.Fatalf("reply %q, %v; want \"half\"", got, err)
+	}
+	c.expectEnd(t)
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if got := s.Stats().Closed[CloseShutdown]; got != 1 {
+		t.Errorf("Closed[shutdown] = %d, want 1 (closes: %v)", got, s.Stats().Closed)
 	}
 }
