@@ -54,6 +54,7 @@ type conn struct {
 	parkedAt   int64        // Unix nanoseconds when the connection last parked
 	loopOK     bool         // may wait in an event loop (see eventLoop)
 	inLoop     bool         // served by an event loop now: must not wait
+	batchAt    *time.Time   // then, the loop's clock reading for the batch it serves
 	handOff    bool         // replies the socket would not take wait to be written, on a goroutine
 	loopID     uint64       // the connection's number in its event loop
 	draining   bool         // has seen the shutdown with a frame in progress
@@ -126,7 +127,7 @@ func (c *conn) recovered(p any) {
 	// step, whose send may use the descriptor (Close closes a busy one's
 	// socket in the background).
 	c.busy.Store(false)
-	c.inLoop = false
+	c.inLoop, c.batchAt = false, nil
 	c.srv.counters.panics.Add(1)
 	c.srv.logger().Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 }
@@ -319,8 +320,14 @@ func (c *conn) run() (reason CloseReason, done bool) {
 func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	c.poll.woken = false
 	// One clock reading serves the flush and the read (time.Now costs
-	// tens of nanoseconds on some virtual machines).
-	now := time.Now()
+	// tens of nanoseconds on some virtual machines), and an event loop's
+	// one reading serves its whole batch.
+	var now time.Time
+	if c.inLoop {
+		now = *c.batchAt
+	} else {
+		now = time.Now()
+	}
 	if len(c.out) == 0 {
 		c.stats.publishReceived() // else flush does, before its send
 	}

@@ -28,7 +28,8 @@ import (
 // poller report the socket readable again, whether the report comes before
 // the wait or after it. One read and one send per message, as a
 // level-triggered epoll server makes. Other reads (Unix sockets, a read
-// with no reply after it) go on until EAGAIN.
+// with no reply after it) go on until EAGAIN. An event loop's step reads
+// with recv(2) and a rule of its own (see loopRead).
 //
 // Handlers therefore run inside RawConn.Read, holding the socket's read
 // lock; Server.Close does not wait for a busy connection's socket (see
@@ -42,6 +43,7 @@ type pollLoop struct {
 	inq     bool // TCP_INQ is on: reads report the input left
 	drained bool // the last read left no input behind, and a write succeeded since
 	inqZero bool // the last read left no input behind
+	hup     bool // an event loop's report for this step named the peer's end or an error
 	woken   bool // this call of step follows a wait in the poller
 	reason  CloseReason
 	done    bool
@@ -122,18 +124,23 @@ func (r *pollLoop) fill() error {
 	return r.c.dec.FillFrom(r.read)
 }
 
-// readFD is one non-blocking read of the connection's socket: recvmsg(2)
-// with TCP_INQ's count of the input left, where TCP_INQ is on, else
-// read(2).
+// readFD is one non-blocking read of the connection's socket. On a
+// goroutine it is recvmsg(2) with TCP_INQ's count of the input left,
+// where TCP_INQ is on, else read(2). In an event loop it is recv(2),
+// which costs less than recvmsg(2), and a short read tells that it left
+// the socket empty (see loopRead).
 func (r *pollLoop) readFD(p []byte) (int, error) {
 	r.inqZero, r.drained = false, false
 	for {
 		var n int
 		var err error
 		left := 1
-		if r.inq {
+		switch {
+		case r.c.inLoop:
+			n, left, err = r.loopRead(p)
+		case r.inq:
 			n, left, err = recvInq(r.fd, p)
-		} else {
+		default:
 			n, err = syscall.Read(int(r.fd), p)
 		}
 		switch {
@@ -149,6 +156,27 @@ func (r *pollLoop) readFD(p []byte) (int, error) {
 		r.inqZero = left == 0
 		return n, nil
 	}
+}
+
+// loopRead reads into p with recv(2) for an event loop, and returns the
+// bytes read and 0 for the input left if the read left the socket empty,
+// else 1. A read shorter than p emptied the socket's queue, whether TCP's
+// or a Unix socket's; input that arrives later makes the edge-triggered
+// set report the socket again. What a short read does not show is an end
+// of stream or an error that arrived with the input; the loop's event
+// reported those, in r.hup, and then the socket is read until it says so.
+func (r *pollLoop) loopRead(p []byte) (n, left int, err error) {
+	// A raw system call: the socket is non-blocking, so the call never
+	// waits, and the scheduler need not hear of it.
+	m, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, r.fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, 0, e
+	}
+	left = 1
+	if int(m) < len(p) && !r.hup {
+		left = 0
+	}
+	return int(m), left, nil
 }
 
 // tcpInq is TCP_INQ (Linux 4.18): recvmsg(2) reports the bytes left to

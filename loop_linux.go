@@ -35,8 +35,12 @@ import (
 // shutdown or its closed socket.
 //
 // Sockets are in the loop's set edge-triggered, as they are in Go's
-// poller, so that the step's rule for when the socket is known to be empty
-// (see pollLoop) holds in both.
+// poller: input that arrives after a read that emptied the socket is
+// reported again. In a loop, the step reads with recv(2) and takes a read
+// shorter than its buffer for one that emptied the socket, unless the
+// event that woke the loop named the peer's end or an error, which a
+// short read does not show (see pollLoop.loopRead); on a goroutine it
+// reads with recvmsg(2) and TCP_INQ, which counts an end as input.
 
 // eventLoop serves its share of a server's waiting connections.
 type eventLoop struct {
@@ -52,6 +56,7 @@ type eventLoop struct {
 	wait   func(fd uintptr) bool // l.collect, bound once
 	step   func(fd uintptr)      // serves l.cur's input, bound once
 	cur    *conn                 // the connection l.step serves
+	now    time.Time             // when the batch being served was collected
 }
 
 // startLoops starts the server's event loops if its handler never blocks
@@ -194,12 +199,16 @@ func (l *eventLoop) run(idleTimeout time.Duration) {
 		if err != nil && (!isTimeoutErr(err) || l.stopped()) {
 			break
 		}
+		// One clock reading for the batch: it stamps the connections'
+		// idle times (and any frame left in progress) a little early, by
+		// the time it takes to serve the batch.
+		l.now = time.Now()
 		for i, c := range l.ready {
 			l.serve(c)
 			l.ready[i] = nil
 		}
 		l.ready = l.ready[:0]
-		if cutoff, due := scan.due(); due {
+		if cutoff, due := scan.due(l.now); due {
 			l.expire(cutoff)
 			// Checked after the deadline moved: stopLoops sets closed
 			// before its wake-up, so either this sees closed or the
@@ -235,6 +244,7 @@ func (l *eventLoop) collect(fd uintptr) bool {
 		l.mu.Lock()
 		for _, ev := range l.events[:int(n)] {
 			if c, ok := l.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; ok {
+				c.poll.hup = ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
 				l.ready = append(l.ready, c)
 			}
 		}
@@ -257,9 +267,9 @@ func (l *eventLoop) serve(c *conn) {
 	}()
 	r := &c.poll
 	r.woken = true // the loop saw input: read at once
-	c.inLoop, l.cur = true, c
+	c.inLoop, c.batchAt, l.cur = true, &l.now, c
 	err := r.raw.Control(l.step)
-	c.inLoop, l.cur = false, nil
+	c.inLoop, c.batchAt, l.cur = false, nil, nil
 	switch {
 	case err != nil:
 		// Closed under the loop, by Server.Close: the goroutine's read

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -496,5 +497,48 @@ func TestLoopShutdownMidFrame(t *testing.T) {
 	}
 	if got := s.Stats().Closed[CloseShutdown]; got != 1 {
 		t.Errorf("Closed[shutdown] = %d, want 1 (closes: %v)", got, s.Stats().Closed)
+	}
+}
+
+// TestLoopEndWithInput checks that a loop sees a peer's end or reset that
+// arrived together with its last message, while the loop was busy: a read
+// of the message alone, shorter than its buffer, would pass for having
+// emptied the socket, and the connection would wait for its idle timeout.
+func TestLoopEndWithInput(t *testing.T) {
+	skipWithoutLoops(t)
+	oneLoop(t)
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			held, release := make(chan struct{}), make(chan struct{})
+			s := &Server{IdleTimeout: time.Hour, Handler: NonBlocking(HandlerFunc(func(w ResponseWriter, m *Message) {
+				if string(m.Body) == "hold" {
+					close(held)
+					<-release
+				}
+				w.Write(m.Body)
+			}))}
+			cs := waitingClientsOn(t, s, network, 3, loopedCount)
+			holding, ending, resetting := cs[0], cs[1], cs[2]
+			holding.Write([]byte("hold\n"))
+			<-held
+			ending.Write([]byte("last\n"))
+			ending.Conn.(interface{ CloseWrite() error }).CloseWrite()
+			ends := 1
+			if tc, ok := resetting.Conn.(*net.TCPConn); ok {
+				resetting.Write([]byte("gone\n"))
+				tc.SetLinger(0)
+				tc.Close()
+				ends++
+			}
+			time.Sleep(50 * time.Millisecond) // for the input and the ends to arrive
+			close(release)
+			if got, err := io.ReadAll(ending.r); err != nil || string(got) != "last\n" {
+				t.Errorf("ending peer read %q, %v; want the reply, then the end", got, err)
+			}
+			waitUntil(t, "the ended connections to close", func() bool { return s.Stats().ConnsOpen == int64(3-ends) })
+			if got := s.Stats().Closed[ClosePeer]; got != uint64(ends) {
+				t.Errorf("Closed[peer_closed] = %d, want %d (closes: %v)", got, ends, s.Stats().Closed)
+			}
+		})
 	}
 }

@@ -147,7 +147,7 @@ func (p *parker) run(idleTimeout time.Duration) {
 		// on many parked connections does not start a goroutine for each
 		// at once: the runtime keeps every goroutine it ever had.
 		runtime.Gosched()
-		if cutoff, due := scan.due(); due {
+		if cutoff, due := scan.due(time.Now()); due {
 			p.expire(cutoff)
 		}
 	}
@@ -218,14 +218,13 @@ func newIdleScan(ep *os.File, timeout time.Duration) idleScan {
 	return s
 }
 
-// due reports whether a scan is due; if it is, it arms the next wake-up
-// and returns the cutoff, in Unix nanoseconds: the connections idle since
-// before it are to be closed.
-func (s *idleScan) due() (cutoff int64, due bool) {
+// due reports whether a scan is due at now; if it is, it arms the next
+// wake-up and returns the cutoff, in Unix nanoseconds: the connections
+// idle since before it are to be closed.
+func (s *idleScan) due(now time.Time) (cutoff int64, due bool) {
 	if s.timeout <= 0 {
 		return 0, false
 	}
-	now := time.Now()
 	if now.Before(s.next) {
 		return 0, false
 	}
