@@ -53,8 +53,7 @@ type conn struct {
 	parkSoon   bool         // resumed after a long park: park again once answered
 	parkedAt   int64        // Unix nanoseconds when the connection last parked
 	loopOK     bool         // may wait in an event loop (see eventLoop)
-	inLoop     bool         // served by an event loop now: must not wait
-	batchAt    *time.Time   // then, the loop's clock reading for the batch it serves
+	batchAt    *time.Time   // while an event loop serves the connection (see inLoop), its clock reading for the batch
 	handOff    bool         // replies the socket would not take wait to be written, on a goroutine
 	loopID     uint64       // the connection's number in its event loop
 	draining   bool         // has seen the shutdown with a frame in progress
@@ -119,6 +118,10 @@ func (c *conn) serve(resumed bool) {
 	reason = c.loop()
 }
 
+// inLoop reports whether an event loop is serving c now: it must not
+// wait.
+func (c *conn) inLoop() bool { return c.batchAt != nil }
+
 // recovered counts and logs a handler's panic p, recovered by the
 // connection's goroutine or its event loop.
 func (c *conn) recovered(p any) {
@@ -127,7 +130,7 @@ func (c *conn) recovered(p any) {
 	// step, whose send may use the descriptor (Close closes a busy one's
 	// socket in the background).
 	c.busy.Store(false)
-	c.inLoop, c.batchAt = false, nil
+	c.batchAt = nil
 	c.srv.counters.panics.Add(1)
 	c.srv.logger().Error("handler panic", "peer", addrString(c.nc.RemoteAddr()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 }
@@ -323,7 +326,7 @@ func (c *conn) beforeRead() (reason CloseReason, done, wait bool) {
 	// tens of nanoseconds on some virtual machines), and an event loop's
 	// one reading serves its whole batch.
 	var now time.Time
-	if c.inLoop {
+	if c.inLoop() {
 		now = *c.batchAt
 	} else {
 		now = time.Now()
@@ -474,7 +477,7 @@ func (c *conn) readFailed(err error) CloseReason {
 // deadline is moved only when it has fallen an eighth of the timeout
 // behind, so that a busy connection does not reset a timer on every read.
 func (c *conn) armReadDeadline(now time.Time) {
-	if c.inLoop {
+	if c.inLoop() {
 		return // the loop reads without waiting, and keeps the idle time itself
 	}
 	var want time.Time

@@ -136,7 +136,7 @@ func (r *pollLoop) readFD(p []byte) (int, error) {
 		var err error
 		left := 1
 		switch {
-		case r.c.inLoop:
+		case r.c.inLoop():
 			n, left, err = r.loopRead(p)
 		case r.inq:
 			n, left, err = recvInq(r.fd, p)

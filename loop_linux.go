@@ -267,9 +267,9 @@ func (l *eventLoop) serve(c *conn) {
 	}()
 	r := &c.poll
 	r.woken = true // the loop saw input: read at once
-	c.inLoop, c.batchAt, l.cur = true, &l.now, c
+	c.batchAt, l.cur = &l.now, c
 	err := r.raw.Control(l.step)
-	c.inLoop, c.batchAt, l.cur = false, nil, nil
+	c.batchAt, l.cur = nil, nil
 	switch {
 	case err != nil:
 		// Closed under the loop, by Server.Close: the goroutine's read

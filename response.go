@@ -60,13 +60,13 @@ func (c *conn) flush(now time.Time) error {
 		return c.werr
 	}
 	c.stats.publishReceived() // a peer that has its reply finds its message counted
-	if c.writeTimeout > 0 && !c.inLoop {
+	if c.writeTimeout > 0 && !c.inLoop() {
 		// As with reads, move the deadline only when it is an eighth stale.
 		c.setWriteDeadline(now.Add(c.writeTimeout), c.writeTimeout/8)
 	}
 	n, err := c.poll.write(c.out)
 	if err == nil && n < len(c.out) {
-		if c.inLoop {
+		if c.inLoop() {
 			// The socket is full, and an event loop must not wait: the
 			// rest is written by the connection's goroutine, under the
 			// write deadline (see eventLoop).
