@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -328,12 +329,23 @@ func (l *eloop) wait(msec int) (int, error) {
 }
 
 // handle reacts to readiness of connection c.
+//
+// It reads as read does, but makes the read's system call itself: every
+// call pending across a system call costs a mispredicted return (see
+// rawRead), and replies are read once for every event.
 func (l *eloop) handle(c *econn, events uint32, now int64) {
 	if c.state != stateOpen {
 		return
 	}
 	if events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		if !l.read(c, now) {
+		var open bool
+		if c.dec != nil {
+			open = l.decode(c, now)
+		} else {
+			n, err := rawRead(c.fd, l.rbuf)
+			open = l.received(c, n, err, now)
+		}
+		if !open {
 			return
 		}
 		l.pump(c, now)
@@ -356,10 +368,17 @@ func (l *eloop) read(c *econn, now int64) bool {
 		return l.decode(c, now)
 	}
 	n, err := rawRead(c.fd, l.rbuf)
+	return l.received(c, n, err, now)
+}
+
+// received checks the replies that a read of n bytes into l.rbuf, which
+// failed with err if it is not 0, brought. It returns false if the
+// connection was closed.
+func (l *eloop) received(c *econn, n int, err syscall.Errno, now int64) bool {
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return true
-	case err != nil:
+	case err != 0:
 		l.closeConn(c, ioKind(err), os.NewSyscallError("read", err), now)
 		return false
 	case n == 0:
@@ -435,7 +454,7 @@ func (l *eloop) pump(c *econn, now int64) {
 			return
 		case err == unix.EINTR:
 			continue
-		case err != nil:
+		case err != 0:
 			l.closeConn(c, ioKind(err), os.NewSyscallError("write", err), now)
 			return
 		}
@@ -455,7 +474,7 @@ func (l *eloop) flush(c *econn, now int64) {
 			return
 		case err == unix.EINTR:
 			continue
-		case err != nil:
+		case err != 0:
 			l.closeConn(c, ioKind(err), os.NewSyscallError("write", err), now)
 			return
 		}

@@ -5,6 +5,7 @@ package bench
 import (
 	"io"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -34,13 +35,16 @@ type fdReader int
 
 func (fd fdReader) Read(p []byte) (int, error) {
 	for {
+		if len(p) == 0 {
+			return 0, nil
+		}
 		n, err := rawRead(int(fd), p)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
 			return 0, errWouldBlock
-		case err != nil:
+		case err != 0:
 			return 0, os.NewSyscallError("read", err)
 		case n == 0:
 			return 0, io.EOF
@@ -64,31 +68,27 @@ var errWouldBlock error = wouldBlock{}
 // read(2), as send(2) rather than write(2): it skips the file layer's
 // work for each call, which a thousand connections' reads, one per
 // reply, feel most.
-func rawRead(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+//
+// They are small enough to be inlined. Each return that was pending
+// across a system call is mispredicted, the kernel having worn out the
+// return predictor on its way, so the fewer calls stand between the
+// event loop and the system call, the better: for the same reason they
+// call syscall.RawSyscall6, not unix.RawSyscall6, which reaches it through
+// an ABI wrapper. p must not be empty (recv(2) would return 0, as at the
+// end of the stream).
+func rawRead(fd int, p []byte) (n int, err syscall.Errno) {
+	r, _, err := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0)
+	return int(r), err
 }
 
-func rawWrite(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+func rawWrite(fd int, p []byte) (n int, err syscall.Errno) {
+	r, _, err := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
+	return int(r), err
 }
 
 // rawEpollWait is epoll_wait(2) without telling the Go scheduler.
 func rawEpollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(msec), 0, 0)
+	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(msec), 0, 0)
 	if e != 0 {
 		return 0, e
 	}

@@ -27,10 +27,12 @@ type plan struct {
 	mEnd   int64 // measuring ends; math.MaxInt64 without a time limit
 
 	interval float64 // open model: nanoseconds between one connection's messages
+
+	tmpl templates
 }
 
 func newPlan(s *settings) *plan {
-	p := &plan{settings: s, base: time.Now(), start: make(chan struct{})}
+	p := &plan{settings: s, base: time.Now(), start: make(chan struct{}), tmpl: newTemplates(s)}
 	if s.Rate > 0 {
 		p.interval = float64(s.Conns) * 1e9 / s.Rate
 	}
@@ -144,12 +146,17 @@ type session struct {
 	rec *recorder
 	id  int // the connection's index, 0 to Conns-1
 
-	msg        body    // the next message
-	want       body    // the next expected reply's body (echo and upper)
-	wantFramed []byte  // the next expected reply, framed
-	ring       []int64 // send stamps of the outstanding messages, oldest at head
-	head       int
-	out        int // messages outstanding
+	msg  counter // the next message's sequence number
+	want body    // the shape of a correct reply's body (echo and upper)
+
+	// The outstanding messages are a ring of Pipeline slots, oldest at
+	// head: their send stamps, and their expected framed replies back to
+	// back, so that the replies of one read are checked with one
+	// comparison.
+	stamps   []int64
+	expected []byte // slot i is expected[i*replyLen:(i+1)*replyLen]
+	head     int
+	out      int // messages outstanding
 
 	sent, recvd uint64 // messages sent; replies received
 	quota       int64  // Messages mode: messages left to send while measuring
@@ -167,24 +174,17 @@ func newSession(p *plan, rec *recorder, id int) *session {
 		p:         p,
 		rec:       rec,
 		id:        id,
-		msg:       newBody(p.Size, false),
-		ring:      make([]int64, p.Pipeline),
+		msg:       newCounter(p.Size),
+		stamps:    make([]int64, p.Pipeline),
+		expected:  make([]byte, p.Pipeline*p.tmpl.replyLen),
 		quota:     -1,
 		countFrom: math.MaxUint64,
 	}
-	if p.expect == expectText {
-		ss.wantFramed = frame.Append(nil, p.Framing, p.text)
-	} else {
-		want := newBody(p.Size, p.expect == expectUpper)
-		ss.wantFramed = frame.Append(nil, p.Framing, want.b)
-		// The expected body is the framed reply's body, so that advancing
-		// it advances the framed reply too.
-		off := 0
-		if p.Framing == frame.Length {
-			off = frame.HeaderLen
-		}
-		want.b = ss.wantFramed[off : off+p.Size]
-		ss.want = want
+	// Each slot holds the expected reply from the start; sending a message
+	// changes only the digits in its slot, if replies carry them.
+	copyUnits(ss.expected, p.tmpl.replies, p.Pipeline, p.tmpl.replyLen)
+	if p.expect != expectText {
+		ss.want = newBody(p.Size, p.expect == expectUpper)
 	}
 	if p.Messages > 0 {
 		ss.quota = p.Messages / int64(p.Conns)
@@ -281,7 +281,9 @@ func (ss *session) done() bool { return ss.stopped && ss.out == 0 }
 // appendMessages appends the messages the session may send now to dst,
 // framed, stamps them and returns dst. In the closed model it fills the
 // pipeline; in the open model it sends the due messages that the pipeline
-// has room for.
+// has room for. A batch of messages is one copy of the template and then
+// the sequence number written into each, and into its slot of expected
+// replies.
 func (ss *session) appendMessages(dst []byte, now int64) []byte {
 	if ss.checkStop(now) {
 		return dst
@@ -306,6 +308,15 @@ func (ss *session) appendMessages(dst []byte, now int64) []byte {
 	if ss.out == 0 {
 		ss.lastActive = now
 	}
+	t := &ss.p.tmpl
+	at := len(dst)
+	dst = appendUnits(dst, t.msgs, n, t.msgLen)
+	slot := ss.head + ss.out // the first free one
+	if slot >= len(ss.stamps) {
+		slot -= len(ss.stamps)
+	}
+	seq := ss.msg // in registers while the loop runs
+	at += t.digitsAt
 	for range n {
 		stamp := now
 		if open {
@@ -313,26 +324,29 @@ func (ss *session) appendMessages(dst []byte, now int64) []byte {
 			ss.sched++
 			ss.due--
 		}
-		i := ss.head + ss.out
-		if i >= len(ss.ring) {
-			i -= len(ss.ring)
+		ss.stamps[slot] = stamp
+		seq.put(dst[at:])
+		if t.replyDigits {
+			seq.put(ss.expected[slot*t.replyLen+t.digitsAt:])
 		}
-		ss.ring[i] = stamp
-		ss.out++
-		dst = frame.Append(dst, ss.p.Framing, ss.msg.b)
-		ss.msg.next()
-		ss.sent++
+		seq.next()
+		at += t.msgLen
+		if slot++; slot == len(ss.stamps) {
+			slot = 0
+		}
 	}
+	ss.msg = seq
+	ss.out += n
+	ss.sent += uint64(n)
 	ss.checkStop(now)
 	return dst
 }
 
-// pop drops the oldest outstanding message's stamp from the ring.
-func (ss *session) pop() {
-	ss.head++
-	if ss.head == len(ss.ring) {
-		ss.head = 0
-	}
+// oldest returns the expected framed reply of the oldest outstanding
+// message.
+func (ss *session) oldest() []byte {
+	r := ss.p.tmpl.replyLen
+	return ss.expected[ss.head*r : (ss.head+1)*r]
 }
 
 // reply checks one reply that arrived at now and records it.
@@ -341,30 +355,23 @@ func (ss *session) reply(p []byte, now int64) {
 		ss.rec.fail(KindExtra, 1, Example{Conn: ss.id, Seq: ss.recvd, Got: quote(p), At: ss.at(now)})
 		return
 	}
-	seq, stamp := ss.take(now)
-	if ss.p.expect == expectText {
-		if !bytes.Equal(p, ss.p.text) {
-			ss.rec.fail(KindWrong, 1, Example{Conn: ss.id, Seq: seq, Got: quote(p), Want: quote(ss.p.text), At: ss.at(now)})
-			return
-		}
-	} else {
-		ok := bytes.Equal(p, ss.want.b)
-		if !ok {
-			ss.mismatch(p, seq, now)
-		}
-		ss.want.next()
-		if !ok {
-			return
-		}
+	t := &ss.p.tmpl
+	want := ss.oldest()[t.bodyAt : t.bodyAt+ss.p.replyLength]
+	if bytes.Equal(p, want) {
+		ss.complete(1, now)
+		return
 	}
-	ss.count(seq, stamp, now)
+	seq, _ := ss.take(now) // want stays intact: no message is added before it is used
+	ss.mismatch(p, want, seq, now)
 }
 
 // take takes the oldest outstanding message off the ring, as its reply
 // has come, and returns its sequence number and stamp.
 func (ss *session) take(now int64) (seq uint64, stamp int64) {
-	stamp = ss.ring[ss.head]
-	ss.pop()
+	stamp = ss.stamps[ss.head]
+	if ss.head++; ss.head == len(ss.stamps) {
+		ss.head = 0
+	}
 	ss.out--
 	ss.lastActive = now
 	seq = ss.recvd
@@ -372,67 +379,99 @@ func (ss *session) take(now int64) (seq uint64, stamp int64) {
 	return seq, stamp
 }
 
-// mismatch counts a reply p that is not the expected one.
-func (ss *session) mismatch(p []byte, seq uint64, now int64) {
-	ex := Example{Conn: ss.id, Seq: seq, Got: quote(p), Want: quote(ss.want.b), At: ss.at(now)}
-	if got, ok := ss.want.seq(p); ok {
-		ex.Err = fmt.Sprintf("reply of message %d where message %d's was due", got, ss.want.current())
-		ss.rec.fail(KindReordered, 1, ex)
-		return
+// mismatch counts a reply p to message seq that is not want, the
+// expected one.
+func (ss *session) mismatch(p, want []byte, seq uint64, now int64) {
+	ex := Example{Conn: ss.id, Seq: seq, Got: quote(p), Want: quote(want), At: ss.at(now)}
+	if ss.p.expect != expectText {
+		if got, ok := ss.want.seq(p); ok {
+			ex.Err = fmt.Sprintf("reply of message %d where message %d's was due", got, seq%ss.want.wrap())
+			ss.rec.fail(KindReordered, 1, ex)
+			return
+		}
 	}
 	ss.rec.fail(KindWrong, 1, ex)
 }
 
-// count records a correct reply to message seq, sent (or scheduled) at
-// stamp, if it falls in the measured part of the run.
-func (ss *session) count(seq uint64, stamp, now int64) {
-	if ss.quota >= 0 {
-		if seq < ss.countFrom {
-			return
-		}
-	} else if now < ss.p.mStart || now >= ss.p.mEnd {
-		return
-	}
-	ss.rec.record(min(max(now-stamp, 1), maxLatency))
-	ss.rec.messages++
-	ss.rec.last = max(ss.rec.last, now)
-}
-
 // stream matches bytes received against the expected replies, framed, as
 // one stream of bytes, and counts each reply as it completes: the fast way
-// to check correct replies, with no framing to parse. It stops at the
-// first byte that differs or that comes with nothing outstanding, and
+// to check correct replies, with no framing to parse, and one comparison
+// for all the replies of a read. It stops at the reply in which a byte
+// differs or at the first byte that comes with nothing outstanding, and
 // returns the number of bytes matched and whether all of p matched. The
-// bytes of a reply under way are held in ss.rawMatched.
+// bytes of a reply under way are counted in ss.rawMatched, and are not
+// part of the number returned when its reply goes wrong.
 func (ss *session) stream(p []byte, now int64) (int, bool) {
+	r := ss.p.tmpl.replyLen
 	n := 0
-	for n < len(p) {
-		if ss.out == 0 {
-			return n, false
-		}
-		rest := ss.wantFramed[ss.rawMatched:]
-		k := min(len(rest), len(p)-n)
-		if !bytes.Equal(p[n:n+k], rest[:k]) {
+	for n < len(p) && ss.out > 0 {
+		// The expected bytes from the reply under way to the last
+		// outstanding one or the end of the ring, whichever comes first.
+		end := min(ss.head+ss.out, len(ss.stamps)) * r
+		want := ss.expected[ss.head*r+ss.rawMatched : end]
+		k := min(len(want), len(p)-n)
+		got := p[n : n+k]
+		if !bytes.Equal(got, want[:k]) {
+			i := 0
+			for got[i] == want[i] {
+				i++
+			}
+			done := (ss.rawMatched + i) / r
+			if done > 0 {
+				n += done*r - ss.rawMatched
+				ss.rawMatched = 0
+			}
+			ss.complete(done, now)
 			return n, false
 		}
 		n += k
-		ss.rawMatched += k
-		if ss.rawMatched < len(ss.wantFramed) {
-			break
-		}
-		ss.rawMatched = 0
-		seq, stamp := ss.take(now)
-		if ss.p.expect != expectText {
-			ss.want.next()
-		}
-		ss.count(seq, stamp, now)
+		total := ss.rawMatched + k
+		ss.rawMatched = total % r
+		ss.complete(total/r, now)
 	}
-	return n, true
+	return n, n == len(p)
+}
+
+// complete takes the k oldest outstanding messages off the ring, as
+// their correct replies came at now, and records those that fall in the
+// measured part of the run: the messages sent while measuring in Messages
+// mode, else the replies that come while measuring.
+func (ss *session) complete(k int, now int64) {
+	if k <= 0 {
+		return
+	}
+	skip := k // the first skip messages are not recorded
+	if ss.quota >= 0 {
+		if ss.countFrom <= ss.recvd {
+			skip = 0
+		} else if d := ss.countFrom - ss.recvd; d < uint64(k) {
+			skip = int(d)
+		}
+	} else if now >= ss.p.mStart && now < ss.p.mEnd {
+		skip = 0
+	}
+	r := ss.rec
+	for i := range k {
+		stamp := ss.stamps[ss.head]
+		if ss.head++; ss.head == len(ss.stamps) {
+			ss.head = 0
+		}
+		if i >= skip {
+			r.record(min(max(now-stamp, 1), maxLatency))
+		}
+	}
+	if n := k - skip; n > 0 {
+		r.messages += int64(n)
+		r.last = max(r.last, now)
+	}
+	ss.out -= k
+	ss.recvd += uint64(k)
+	ss.lastActive = now
 }
 
 // partial returns the bytes of the reply under way that stream has
 // matched: to hand them to a decoder when the stream goes wrong.
-func (ss *session) partial() []byte { return ss.wantFramed[:ss.rawMatched] }
+func (ss *session) partial() []byte { return ss.oldest()[:ss.rawMatched] }
 
 // rawBytes matches bytes received with Raw framing against the expected
 // replies, which are told apart only by their length. It returns false if
@@ -448,7 +487,7 @@ func (ss *session) rawBytes(p []byte, now int64) bool {
 		ss.rec.fail(KindExtra, 1, Example{Conn: ss.id, Seq: ss.recvd, Got: quote(p), At: ss.at(now)})
 		return false
 	}
-	rest := ss.wantFramed[ss.rawMatched:]
+	rest := ss.oldest()[ss.rawMatched:]
 	k := min(len(rest), len(p))
 	ss.rec.fail(KindWrong, 1, Example{Conn: ss.id, Seq: ss.recvd, Got: quote(p[:k]), Want: quote(rest[:k]),
 		Err: fmt.Sprintf("differs at byte %d of the reply", ss.rawMatched), At: ss.at(now)})

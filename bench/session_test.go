@@ -8,21 +8,6 @@ import (
 	"github.com/porta-project/porta/frame"
 )
 
-// newTestSession returns a started session for cfg, as an engine makes
-// one, with its plan begun.
-func newTestSession(t testing.TB, cfg Config) *session {
-	t.Helper()
-	s, err := cfg.resolve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPlan(s)
-	p.begin()
-	ss := newSession(p, newRecorder(false), 0)
-	ss.started = true
-	return ss
-}
-
 // exchange sends what the session may send into out and feeds the echo
 // back: through dec if it is set, else as the epoll engine's stream. It is
 // one round of the engines' steady state.
