@@ -34,10 +34,10 @@ func (f *feedReader) Read(p []byte) (int, error) {
 type fdReader int
 
 func (fd fdReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		if len(p) == 0 {
-			return 0, nil
-		}
 		n, err := rawRead(int(fd), p)
 		switch {
 		case err == unix.EINTR:

@@ -155,17 +155,15 @@ type templates struct {
 	msgs, replies []byte
 	msgLen        int  // bytes of one framed message
 	replyLen      int  // bytes of one framed expected reply
-	digitsAt      int  // where the digits start in both
+	bodyAt        int  // where the body, and so the digits, start in both
 	replyDigits   bool // the reply carries the message's digits (echo and upper)
-	bodyAt        int  // where the body starts in a framed reply
 }
 
 func newTemplates(s *settings) templates {
-	t := templates{digitsAt: 0, replyDigits: s.expect != expectText}
+	t := templates{replyDigits: s.expect != expectText}
 	if s.Framing == frame.Length {
-		t.digitsAt = frame.HeaderLen
+		t.bodyAt = frame.HeaderLen
 	}
-	t.bodyAt = t.digitsAt
 	msg := frame.Append(nil, s.Framing, newBody(s.Size, false).b)
 	reply := msg
 	switch s.expect {

@@ -316,7 +316,7 @@ func (ss *session) appendMessages(dst []byte, now int64) []byte {
 		slot -= len(ss.stamps)
 	}
 	seq := ss.msg // in registers while the loop runs
-	at += t.digitsAt
+	at += t.bodyAt
 	for range n {
 		stamp := now
 		if open {
@@ -327,7 +327,7 @@ func (ss *session) appendMessages(dst []byte, now int64) []byte {
 		ss.stamps[slot] = stamp
 		seq.put(dst[at:])
 		if t.replyDigits {
-			seq.put(ss.expected[slot*t.replyLen+t.digitsAt:])
+			seq.put(ss.expected[slot*t.replyLen+t.bodyAt:])
 		}
 		seq.next()
 		at += t.msgLen
