@@ -183,21 +183,43 @@ func (l *eventLoop) ctl(op int, c *conn, ev *syscall.EpollEvent) error {
 // run serves the loop's connections as their input arrives, and closes
 // those idle for idleTimeout, until the loop is stopped; then it hands
 // its connections back to goroutines.
+func (l *eventLoop) run(idleTimeout time.Duration) {
+	if h := l.srv.testHookLoopStart; h != nil {
+		h()
+	}
+	scan := newIdleScan(l.ep, idleTimeout)
+	// Checked after the deadline moved, as after each scan below: a stop
+	// that came before this goroutine ran had its wake-up undone by
+	// newIdleScan, and would wait for the first scan.
+	if !l.stopped() {
+		l.serveBatches(&scan)
+	}
+	l.mu.Lock()
+	l.closed = true
+	conns := takeAll(l.conns)
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.resume()
+	}
+	l.ep.Close()
+}
+
+// serveBatches serves the batches of input until the loop is stopped or
+// its set fails.
 //
 // It serves each batch outside the poller's call, and comes back to the
 // poller, which polls the set once more before it waits: under load,
 // input that arrived meanwhile is served at once, which costs one
 // epoll_wait, where waiting first would cost the goroutine a park and a
 // wake-up (2 to 3% more CPU a message at C=100, measured).
-func (l *eventLoop) run(idleTimeout time.Duration) {
-	scan := newIdleScan(l.ep, idleTimeout)
+func (l *eventLoop) serveBatches(scan *idleScan) {
 	for {
 		// Read returns with a batch, at the deadline (time to check for
 		// idle connections, or stopLoops's wake-up), or when the set
 		// fails.
 		err := l.raw.Read(l.wait)
 		if err != nil && (!isTimeoutErr(err) || l.stopped()) {
-			break
+			return
 		}
 		// One clock reading for the batch: it stamps the connections'
 		// idle times (and any frame left in progress) a little early, by
@@ -214,18 +236,10 @@ func (l *eventLoop) run(idleTimeout time.Duration) {
 			// before its wake-up, so either this sees closed or the
 			// wake-up comes after the move.
 			if l.stopped() {
-				break
+				return
 			}
 		}
 	}
-	l.mu.Lock()
-	l.closed = true
-	conns := takeAll(l.conns)
-	l.mu.Unlock()
-	for _, c := range conns {
-		c.resume()
-	}
-	l.ep.Close()
 }
 
 // collect takes up to one batch of the connections that have input into

@@ -3,10 +3,12 @@ package porta
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -315,6 +317,42 @@ func TestLoopClose(t *testing.T) {
 	skipWithoutLoops(t)
 	s := &Server{}
 	checkCloseEnds(t, s, waitingClients(t, s, 20, loopedCount))
+}
+
+// TestLoopStoppedBeforeStart checks that loops that Close stops before
+// their goroutines first run end at once: arming the first idle scan must
+// not undo the stop's wake-up (it did, and such loops lived until their
+// first scan, an eighth of IdleTimeout later).
+func TestLoopStoppedBeforeStart(t *testing.T) {
+	skipWithoutLoops(t)
+	start := make(chan struct{})
+	s := &Server{Handler: Echo, IdleTimeout: time.Hour, testHookLoopStart: func() { <-start }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	var loops []*eventLoop
+	waitUntil(t, "the loops to start", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		loops = s.loops
+		return len(loops) > 0
+	})
+	s.Close()
+	close(start)
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+	waitUntil(t, "the stopped loops to end", func() bool {
+		for _, l := range loops {
+			if _, err := l.ep.Stat(); !errors.Is(err, os.ErrClosed) {
+				return false // not closed by run yet
+			}
+		}
+		return true
+	})
 }
 
 // TestLoopPeerEnds checks that a peer's close, half-close or reset

@@ -135,6 +135,9 @@ type Server struct {
 	// testHookCloseIdle, if set, runs when Close has seen a connection
 	// idle and is about to close its socket (see conn.closeNow).
 	testHookCloseIdle func(*conn)
+	// testHookLoopStart, if set, runs first on each event loop's
+	// goroutine.
+	testHookLoopStart func()
 	// testHookLoopWait, if set, runs on an event loop's goroutine when a
 	// connection it served waits in it again.
 	testHookLoopWait func(*conn)
