@@ -152,11 +152,10 @@ const blockSize = 64 << 10
 // back to back, with the digits of the sequence number at zero: a batch
 // of messages or replies is one copy and then one put per message.
 type templates struct {
-	msgs, replies []byte
-	msgLen        int  // bytes of one framed message
-	replyLen      int  // bytes of one framed expected reply
-	bodyAt        int  // where the body, and so the digits, start in both
-	replyDigits   bool // the reply carries the message's digits (echo and upper)
+	msgs, replies []byte // units of settings.wireSize and of replyLen bytes
+	replyLen      int    // bytes of one framed expected reply
+	bodyAt        int    // where the body, and so the digits, start in both
+	replyDigits   bool   // the reply carries the message's digits (echo and upper)
 }
 
 func newTemplates(s *settings) templates {
@@ -172,7 +171,7 @@ func newTemplates(s *settings) templates {
 	case expectText:
 		reply = frame.Append(nil, s.Framing, s.text)
 	}
-	t.msgLen, t.replyLen = len(msg), len(reply)
+	t.replyLen = len(reply)
 	t.msgs = repeat(msg, s.Pipeline)
 	t.replies = repeat(reply, s.Pipeline)
 	return t

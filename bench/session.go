@@ -310,7 +310,7 @@ func (ss *session) appendMessages(dst []byte, now int64) []byte {
 	}
 	t := &ss.p.tmpl
 	at := len(dst)
-	dst = appendUnits(dst, t.msgs, n, t.msgLen)
+	dst = appendUnits(dst, t.msgs, n, ss.p.wireSize)
 	slot := ss.head + ss.out // the first free one
 	if slot >= len(ss.stamps) {
 		slot -= len(ss.stamps)
@@ -330,7 +330,7 @@ func (ss *session) appendMessages(dst []byte, now int64) []byte {
 			seq.put(ss.expected[slot*t.replyLen+t.bodyAt:])
 		}
 		seq.next()
-		at += t.msgLen
+		at += ss.p.wireSize
 		if slot++; slot == len(ss.stamps) {
 			slot = 0
 		}
