@@ -368,15 +368,22 @@ func (ss *session) reply(p []byte, now int64) {
 // take takes the oldest outstanding message off the ring, as its reply
 // has come, and returns its sequence number and stamp.
 func (ss *session) take(now int64) (seq uint64, stamp int64) {
-	stamp = ss.stamps[ss.head]
-	if ss.head++; ss.head == len(ss.stamps) {
-		ss.head = 0
-	}
+	stamp = ss.popStamp()
 	ss.out--
 	ss.lastActive = now
 	seq = ss.recvd
 	ss.recvd++
 	return seq, stamp
+}
+
+// popStamp moves the ring's head past the oldest outstanding message and
+// returns its send stamp; the caller counts the message out.
+func (ss *session) popStamp() int64 {
+	stamp := ss.stamps[ss.head]
+	if ss.head++; ss.head == len(ss.stamps) {
+		ss.head = 0
+	}
+	return stamp
 }
 
 // mismatch counts a reply p to message seq that is not want, the
@@ -452,10 +459,7 @@ func (ss *session) complete(k int, now int64) {
 	}
 	r := ss.rec
 	for i := range k {
-		stamp := ss.stamps[ss.head]
-		if ss.head++; ss.head == len(ss.stamps) {
-			ss.head = 0
-		}
+		stamp := ss.popStamp()
 		if i >= skip {
 			r.record(min(max(now-stamp, 1), maxLatency))
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/porta-project/porta/frame"
 )
@@ -138,5 +139,48 @@ func TestStreamChunks(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestWarmupRepliesInMeasuredRead checks, in Messages mode, that a read
+// that brings the replies of warmup messages together with measured ones
+// counts only the measured ones, where the two meet inside one stretch of
+// the ring: warmup messages 0 to 6 go out in two batches and 0 to 4 are
+// answered, measuring starts, messages 7 and 8 go out, and the replies
+// of 5 to 8 come in one read (5, 6 and 7 in ring slots 1 to 3, then 8 in
+// slot 0).
+func TestWarmupRepliesInMeasuredRead(t *testing.T) {
+	ss := newTestSession(t, Config{Addr: "127.0.0.1:1", Conns: 1, Pipeline: 4, Size: 20, Messages: 6, Warmup: time.Hour})
+	w := ss.p.wireSize
+	var pending []byte // replies not fed yet
+	send := func(now int64, want int) {
+		t.Helper()
+		out := ss.appendMessages(nil, now)
+		if len(out) != want*w {
+			t.Fatalf("sent %d bytes, want %d messages", len(out), want)
+		}
+		pending = append(pending, replyTo(ss.p.settings, out)...)
+	}
+	feed := func(now int64, replies int) {
+		t.Helper()
+		p := pending[:replies*w]
+		pending = pending[len(p):]
+		if n, ok := ss.stream(p, now); !ok || n != len(p) {
+			t.Fatalf("matched %d of %d bytes (%v)", n, len(p), ok)
+		}
+	}
+	warm, measuring := ss.p.t0, ss.p.mStart
+	send(warm, 4) // messages 0 to 3
+	feed(warm, 3)
+	send(warm, 3) // 4 to 6
+	feed(warm, 2)
+	if ss.rec.messages != 0 {
+		t.Fatalf("%d warmup replies counted", ss.rec.messages)
+	}
+	send(measuring, 2) // 7 and 8
+	feed(measuring, 4)
+	if ss.rec.messages != 2 || ss.recvd != 9 || ss.out != 0 {
+		t.Fatalf("%d replies counted, %d received, %d outstanding; want the 2 measured counted, 9 received, none outstanding",
+			ss.rec.messages, ss.recvd, ss.out)
 	}
 }
